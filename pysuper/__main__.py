@@ -1,0 +1,3 @@
+from pysuper.cli import main_entry
+
+main_entry()
