@@ -1,0 +1,22 @@
+'use strict';
+// The worker program: a long-running background job that logs a heartbeat.
+// Heartbeats go to stdout; its start and stop notices go to stderr.
+const intervalMs = Number(process.env.HEARTBEAT_MS || 2000);
+
+let beats = 0;
+console.error(`worker started (pid ${process.pid}), heartbeat every ${intervalMs} ms`);
+
+function beat() {
+  beats += 1;
+  console.log(`heartbeat ${beats}`);
+}
+beat();
+const timer = setInterval(beat, intervalMs);
+
+function shutdown(signal) {
+  clearInterval(timer);
+  console.error(`${signal} received after ${beats} heartbeats, exiting`);
+  process.exit(0);
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
