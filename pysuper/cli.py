@@ -1,0 +1,176 @@
+"""argv -> run | check | convert | ctl | -- CMD. Exit codes and one-line errors; never a traceback."""
+
+import os
+import signal
+import sys
+
+from pysuper import __version__
+
+EXIT_USAGE = 2
+
+USAGE = """\
+usage: pysuper [-c FILE]                 run the programs of a config (PID 1 or not)
+       pysuper check [-c FILE]           validate a config and list its programs
+       pysuper -- CMD [ARGS...]          run one program as an init (like tini)
+       pysuper convert [FILE] [-o OUT]   turn a supervisord config into a pysuper config
+       pysuper ctl [--socket PATH] [-c FILE] COMMAND ...
+                                         inspect and steer a running pysuper
+       pysuper --version | --help
+
+The config is -c FILE, else $PYSUPER_CONFIG, else ./pysuper.toml, else /etc/pysuper/pysuper.toml.
+Exit codes: 0 all went as expected; 1 a program failed or had to be killed; 2 bad config or usage;
+a critical program's own exit code (128+N for signal N) when it ended pysuper.
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def _error(message: str) -> int:
+    sys.stderr.write("pysuper: %s\n" % message)
+    return EXIT_USAGE
+
+
+def _parse_config_flag(args):
+    """Take -c/--config FILE out of args; return (path or None, rest)."""
+    path = None
+    rest = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-c", "--config"):
+            if i + 1 >= len(args):
+                raise UsageError("%s needs a file name" % arg)
+            path = args[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        elif arg.startswith("-c") and len(arg) > 2:
+            path = arg[2:]
+        else:
+            rest.append(arg)
+        i += 1
+    return path, rest
+
+
+def main(argv=None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "--":
+        from pysuper import single
+        return single.run(args[1:])
+    if args and args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if args and args[0] in ("-V", "--version", "version"):
+        sys.stdout.write("pysuper %s\n" % __version__)
+        return 0
+    if args and args[0] == "convert":
+        from pysuper import convert
+        return convert.main(args[1:])
+    if args and args[0] == "ctl":
+        from pysuper import ctl
+        return ctl.main(args[1:])
+    try:
+        path, rest = _parse_config_flag(args)
+        if "--" in rest:
+            index = rest.index("--")
+            if rest[:index]:
+                raise UsageError("unexpected %s before --" % " ".join(rest[:index]))
+            from pysuper import single
+            return single.run(rest[index + 1:])
+        command = "run"
+        if rest and rest[0] in ("run", "check"):
+            command = rest.pop(0)
+        if rest:
+            raise UsageError("unexpected argument %r (see pysuper --help)" % rest[0])
+    except UsageError as exc:
+        return _error(str(exc))
+    if command == "check":
+        return check(path)
+    return run(path)
+
+
+def _load(path):
+    """(config, None) or (None, exit code) after printing the errors."""
+    from pysuper import config as configmod
+    found, searched = configmod.find_config(path)
+    if found is None:
+        return None, _error("no config found (looked for %s); pass -c FILE, set PYSUPER_CONFIG, "
+                            "or run one program with: pysuper -- CMD [ARGS...]" % ", ".join(searched))
+    try:
+        return configmod.load(found), None
+    except configmod.ConfigError as exc:
+        for line in exc.errors:
+            sys.stderr.write("pysuper: error: %s\n" % line)
+        return None, EXIT_USAGE
+
+
+def check(path) -> int:
+    from pysuper import config as configmod
+    config, code = _load(path)
+    if config is None:
+        return code
+    width = max(len(name) for name in config.programs)
+    import shlex
+    for program in config.programs.values():
+        extra = "" if program.autostart else ", autostart = false"
+        if program.critical:
+            extra += ", critical"
+        sys.stdout.write("%s  %s  (restart = %s%s)\n" % (program.name.ljust(width),
+                                                         " ".join(shlex.quote(w) for w in program.command),
+                                                         program.restart, extra))
+    problems = configmod.host_problems(config)
+    for line in problems:
+        sys.stderr.write("pysuper: warning: %s\n" % line)
+    if problems:
+        sys.stderr.write("pysuper: warning: the config itself is valid; the warnings above are about this "
+                         "machine (fine when the config is meant for an image), but running it here would "
+                         "fail\n")
+    sys.stdout.write("%s: ok, %d program%s\n" % (config.path, len(config.programs),
+                                                 "" if len(config.programs) == 1 else "s"))
+    return 0
+
+
+def run(path) -> int:
+    from pysuper import config as configmod
+    config, code = _load(path)
+    if config is None:
+        return code
+    problems = configmod.host_problems(config)
+    if problems:
+        for line in problems:
+            sys.stderr.write("pysuper: error: %s\n" % line)
+        sys.stderr.write("pysuper: error: nothing was started\n")
+        return EXIT_USAGE
+    from pysuper.loop import Loop
+    from pysuper.supervisor import Supervisor
+    loop = Loop()
+    supervisor = Supervisor(config, loop)
+    return supervisor.run()
+
+
+def main_entry():
+    # The kernel drops default-action signals sent to PID 1, and Python turns SIGINT into
+    # KeyboardInterrupt: until the loop takes over, a shutdown signal simply ends pysuper.
+    code = 1
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 128 + signal.SIGINT
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException as exc:  # never a traceback, unless asked for
+        if os.environ.get("PYSUPER_DEBUG"):
+            import traceback
+            traceback.print_exc()
+        sys.stderr.write("pysuper: internal error: %s: %s (set PYSUPER_DEBUG=1 for details)\n"
+                         % (type(exc).__name__, exc))
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code if isinstance(code, int) else 1)

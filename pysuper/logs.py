@@ -1,0 +1,444 @@
+"""Program output: bytes -> whole lines -> prefix/json formatting -> stdout/stderr sinks.
+
+The relay works on blocks, not on single lines: a read returns up to 64 KiB, the splitter keeps the
+unfinished last line, and the prefix is put in front of every line of the block with one
+bytes.replace(). Sinks write only when their fd is writable; above a high-water mark they pause the
+relays that feed them, so a program blocks on its own pipe instead of losing lines, and a stalled log
+consumer never stalls supervision.
+"""
+
+import os
+import stat
+import time
+from collections import deque
+
+READ_SIZE = 65536
+MAX_LINE = 1024 * 1024  # longer lines are split into pieces of this size, never dropped
+HIGH_WATER = 1024 * 1024
+LOW_WATER = 256 * 1024
+RING_BYTES = 256 * 1024  # per program and stream, for `pysuper ctl logs`
+
+COLORS = (b"\x1b[36m", b"\x1b[33m", b"\x1b[32m", b"\x1b[35m", b"\x1b[34m", b"\x1b[31m",
+          b"\x1b[96m", b"\x1b[93m", b"\x1b[92m", b"\x1b[95m", b"\x1b[94m", b"\x1b[91m")
+BOLD = b"\x1b[1m"
+RESET = b"\x1b[0m"
+OWN_NAME = "pysuper"
+
+
+def timestamp(now=None) -> str:
+    now = time.time() if now is None else now
+    return "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)), int(now % 1 * 1000))
+
+
+def _utf8_cut(data: bytes, limit: int) -> int:
+    """A cut point <= limit that does not split a UTF-8 sequence (when that is possible)."""
+    cut = limit
+    while cut > limit - 4 and cut > 0 and 0x80 <= data[cut] < 0xC0:
+        cut -= 1
+    return cut if cut > limit - 4 and cut > 0 else limit
+
+
+class LineSplitter:
+    """Feeds bytes, returns whole lines (each ending in a newline) as one block."""
+
+    def __init__(self, limit: int = MAX_LINE):
+        self.limit = limit
+        self._parts = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> bytes:
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            self._parts.append(data)
+            self._size += len(data)
+            if self._size < self.limit:
+                return b""
+            whole = b"".join(self._parts)
+            block, rest = self._pieces(whole)
+            self._parts = [rest] if rest else []
+            self._size = len(rest)
+            return block
+        if self._parts:
+            self._parts.append(data[:cut])
+            block = b"".join(self._parts)
+        else:
+            block = data if cut == len(data) else data[:cut]
+        rest = data[cut:]
+        self._parts = [rest] if rest else []
+        self._size = len(rest)
+        if len(block) > self.limit:
+            block = self._wrap(block)
+        return block
+
+    def flush(self) -> bytes:
+        """The unfinished last line, terminated, or b""."""
+        if not self._parts:
+            return b""
+        whole = b"".join(self._parts)
+        self._parts = []
+        self._size = 0
+        block, rest = self._pieces(whole)
+        return block + rest + b"\n" if rest else block
+
+    def _pieces(self, data: bytes):
+        """Split an unterminated run into limit-sized lines; return (lines, remainder)."""
+        out = []
+        while len(data) >= self.limit:
+            cut = _utf8_cut(data, self.limit)
+            out.append(data[:cut] + b"\n")
+            data = data[cut:]
+        return b"".join(out), data
+
+    def _wrap(self, block: bytes) -> bytes:
+        """Split the lines of a block that are longer than the limit."""
+        out = []
+        start = 0
+        while start < len(block):
+            end = block.index(b"\n", start)
+            if end - start > self.limit:
+                lines, rest = self._pieces(block[start:end])
+                out.append(lines)
+                if rest:
+                    out.append(rest + b"\n")
+            else:
+                out.append(block[start:end + 1])
+            start = end + 1
+        return b"".join(out)
+
+
+class Ring:
+    """The last RING_BYTES of a program's output, kept as raw blocks, plus live followers."""
+
+    def __init__(self, limit: int = RING_BYTES):
+        self.limit = limit
+        self.blocks = deque()
+        self.size = 0
+        self.followers = []
+
+    def append(self, stream: str, block: bytes):
+        self.blocks.append((stream, block))
+        self.size += len(block)
+        while self.size > self.limit and len(self.blocks) > 1:
+            self.size -= len(self.blocks.popleft()[1])
+        for follower in list(self.followers):
+            follower(stream, block)
+
+    def lines(self, count=None):
+        """The last `count` lines as [(stream, line bytes without newline)]."""
+        out = []
+        for stream, block in reversed(self.blocks):
+            lines = block.split(b"\n")
+            if lines and lines[-1] == b"":
+                lines.pop()
+            for line in reversed(lines):
+                out.append((stream, line))
+                if count is not None and len(out) >= count:
+                    return out[::-1]
+        return out[::-1]
+
+
+class Sink:
+    """Writes to fd 1 or 2 without ever blocking the loop on a pipe, tty or socket.
+
+    A pipe or tty is reopened through /proc/self/fd so that O_NONBLOCK is set on our own open file
+    description, never on the one programs share. Regular files cannot be polled and are written
+    directly. A closed reader (EPIPE) means the output is gone: it is dropped from then on.
+    """
+
+    def __init__(self, loop, fd: int):
+        self.loop = loop
+        self.fd = fd
+        self.buffer = deque()
+        self.size = 0
+        self.broken = False
+        self.paused = False
+        self.listeners = []  # callbacks(paused: bool)
+        self._watching = False
+        self.direct = True
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            self.broken = True
+            return
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) and not os.isatty(fd)):
+            try:
+                self.fd = os.open("/proc/self/fd/%d" % fd, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                self.direct = False
+            except OSError:
+                self.fd = fd  # a socket: only write when select() says writable
+
+    def write(self, data: bytes):
+        if self.broken or not data:
+            return
+        if self.buffer:
+            self.buffer.append(data)
+            self.size += len(data)
+        else:
+            self._write_now(data)
+        if self.size > HIGH_WATER and not self.paused:
+            self._set_paused(True)
+
+    def _write_now(self, data: bytes):
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError:  # EPIPE and friends: nobody reads this output any more
+                self._break()
+                return
+            view = view[written:]
+            if not self.direct and self.fd in (1, 2):
+                break  # a shared blocking socket: write one piece per writable event
+        if view:
+            rest = bytes(view)
+            self.buffer.appendleft(rest)
+            self.size += len(rest)
+            if not self._watching:
+                self._watching = True
+                self.loop.add_writer(self.fd, self._on_writable)
+
+    def _on_writable(self):
+        data = self._take()
+        self._write_now(data)
+        if not self.buffer and self._watching:
+            self._watching = False
+            self.loop.remove_writer(self.fd)
+        if self.paused and self.size < LOW_WATER:
+            self._set_paused(False)
+
+    def _take(self) -> bytes:
+        parts, size = [], 0
+        while self.buffer and size < READ_SIZE * 4:
+            part = self.buffer.popleft()
+            parts.append(part)
+            size += len(part)
+        self.size -= size
+        return b"".join(parts)
+
+    def _break(self):
+        self.broken = True
+        self.buffer.clear()
+        self.size = 0
+        if self._watching:
+            self._watching = False
+            self.loop.remove_writer(self.fd)
+        if self.paused:
+            self._set_paused(False)
+
+    def _set_paused(self, paused: bool):
+        self.paused = paused
+        for listener in list(self.listeners):
+            listener(paused)
+
+    def flush(self, deadline: float):
+        """Write what is buffered, blocking at most until the monotonic deadline."""
+        import select
+        if self._watching:
+            self._watching = False
+            self.loop.remove_writer(self.fd)
+        while self.buffer and not self.broken:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                _, writable, _ = select.select([], [self.fd], [], remaining)
+            except (OSError, ValueError):
+                return
+            if writable:
+                data = self._take()
+                self._write_now(data)
+                if self._watching:
+                    self._watching = False
+                    self.loop.remove_writer(self.fd)
+
+
+class Formatter:
+    """Turns a block of whole lines into what is written for one program and stream."""
+
+    def __init__(self, name: str, width: int, fmt: str, color: bytes = b"", timestamps: bool = False):
+        self.name = name
+        self.fmt = fmt
+        self.timestamps = timestamps
+        label = name.ljust(width).encode()
+        if color:
+            label = color + label + RESET
+        self.label = label + b" | "
+
+    def __call__(self, stream: str, block: bytes) -> bytes:
+        if self.fmt == "json":
+            return self._json(stream, block)
+        prefix = self.label
+        if self.timestamps:
+            prefix = timestamp().encode() + b" " + prefix
+        return prefix + block[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+
+    def _json(self, stream: str, block: bytes) -> bytes:
+        import json
+        now = timestamp()
+        out = []
+        for line in block[:-1].split(b"\n"):
+            out.append(json.dumps({"time": now, "program": self.name, "stream": stream,
+                                   "message": line.decode("utf-8", "backslashreplace")}))
+        return ("\n".join(out) + "\n").encode()
+
+
+class Relay:
+    """Reads one program pipe until EOF and hands whole lines to a sink."""
+
+    def __init__(self, loop, fd: int, stream: str, sink: Sink, formatter: Formatter, ring: Ring):
+        self.loop = loop
+        self.fd = fd
+        self.stream = stream
+        self.sink = sink
+        self.formatter = formatter
+        self.ring = ring
+        self.splitter = LineSplitter()
+        self.closed = False
+        self.reading = False
+        sink.listeners.append(self._on_sink_paused)
+        if not sink.paused:
+            self._resume()
+
+    def _resume(self):
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.loop.add_reader(self.fd, self._on_readable)
+
+    def _pause(self):
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+
+    def _on_sink_paused(self, paused: bool):
+        if paused:
+            self._pause()
+        else:
+            self._resume()
+
+    def _on_readable(self):
+        self.read(1)
+
+    def read(self, rounds: int) -> None:
+        """Read up to `rounds` blocks now (non-blocking)."""
+        for _ in range(rounds):
+            if self.closed:
+                return
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except InterruptedError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._emit(self.splitter.flush())
+                self.close()
+                return
+            self._emit(self.splitter.feed(data))
+
+    def _emit(self, block: bytes):
+        if block:
+            self.ring.append(self.stream, block)
+            self.sink.write(self.formatter(self.stream, block))
+
+    def close(self):
+        if self.closed:
+            return
+        self._pause()
+        self.closed = True
+        try:
+            self.sink.listeners.remove(self._on_sink_paused)
+        except ValueError:
+            pass
+        os.close(self.fd)
+
+
+class Output:
+    """Owns the two sinks and the relays of every program; formats pysuper's own messages."""
+
+    def __init__(self, loop, fmt: str = "prefix", color: str = "auto", timestamps: bool = False,
+                 names=()):
+        self.loop = loop
+        self.fmt = fmt
+        self.timestamps = timestamps
+        self.stdout = Sink(loop, 1)
+        self.stderr = Sink(loop, 2)
+        self.color = self._use_color(color)
+        self.rings = {}
+        self.relays = []
+        self._colors = {}
+        self.width = len(OWN_NAME)
+        self.set_names(names)
+
+    @staticmethod
+    def _use_color(mode: str) -> bool:
+        if mode == "always":
+            return True
+        if mode == "never":
+            return False
+        if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+            return False
+        try:
+            return os.isatty(1) or os.isatty(2)
+        except OSError:
+            return False
+
+    def set_names(self, names):
+        names = list(names)
+        self.width = max([len(OWN_NAME)] + [len(name) for name in names])
+        for name in names:
+            if name not in self._colors:
+                self._colors[name] = COLORS[len(self._colors) % len(COLORS)]
+            self.rings.setdefault(name, Ring())
+        self._own = Formatter(OWN_NAME, self.width, "json" if self.fmt == "json" else "prefix",
+                              BOLD if self.color else b"", self.timestamps)
+
+    def ring(self, name: str) -> Ring:
+        return self.rings.setdefault(name, Ring())
+
+    def pipes(self, name: str):
+        """(stdout fd, stderr fd, relays) for a new process of `name`; None: inherit ours (raw mode).
+
+        The caller passes the fds to the child and then closes them.
+        """
+        if self.fmt == "raw":
+            return None, None, []
+        formatter = Formatter(name, self.width, self.fmt, self._colors.get(name, b"") if self.color else b"",
+                              self.timestamps)
+        ends = []
+        relays = []
+        for stream, sink in (("stdout", self.stdout), ("stderr", self.stderr)):
+            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(read_end, False)
+            relays.append(Relay(self.loop, read_end, stream, sink, formatter, self.ring(name)))
+            ends.append(write_end)
+        self.relays = [relay for relay in self.relays if not relay.closed] + relays
+        return ends[0], ends[1], relays
+
+    @staticmethod
+    def drain(relays):
+        """Read what a finished program left in its pipes, so its last lines come before its exit."""
+        for relay in relays:
+            relay.read(16)
+
+    def message(self, text: str):
+        """pysuper's own line, on stderr."""
+        data = text.encode("utf-8", "backslashreplace") + b"\n"
+        self.stderr.write(self._own("stderr", data))
+
+    def close_relays(self):
+        for relay in self.relays:
+            relay.read(16)
+            relay._emit(relay.splitter.flush())
+            relay.close()
+        self.relays = []
+
+    def flush(self, seconds: float = 2.0):
+        deadline = time.monotonic() + seconds
+        self.stdout.flush(deadline)
+        self.stderr.flush(deadline)

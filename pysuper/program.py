@@ -1,0 +1,271 @@
+"""One program's state machine.
+
+The states are supervisord's. Every change of state goes through `_go(event)`, which looks the
+event up in TRANSITIONS: a pair that is not in the table is a bug and raises. The program acts on the
+world only through its host (spawn, signal, timers, clock, log), so the whole machine runs under a
+fake host and a fake clock in the unit tests.
+"""
+
+from typing import Optional
+
+STOPPED = "STOPPED"
+STARTING = "STARTING"
+RUNNING = "RUNNING"
+BACKOFF = "BACKOFF"
+STOPPING = "STOPPING"
+EXITED = "EXITED"
+FATAL = "FATAL"
+
+STATES = (STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL)
+LIVE = (STARTING, RUNNING, STOPPING)  # states with a process (or a process group) to signal
+ACTIVE = (STARTING, RUNNING, BACKOFF, STOPPING)  # states that are not final
+
+# (state, event) -> next state
+TRANSITIONS = {
+    (STOPPED, "start"): STARTING,
+    (EXITED, "start"): STARTING,
+    (FATAL, "start"): STARTING,
+    (BACKOFF, "start"): STARTING,
+    (BACKOFF, "retry"): STARTING,        # the backoff delay is over
+    (BACKOFF, "stop"): STOPPED,
+    (STARTING, "started"): RUNNING,      # it stayed up for start_seconds
+    (STARTING, "failed_start"): BACKOFF,  # exited too early (or could not exec); will retry
+    (STARTING, "gave_up"): FATAL,        # start_retries failed starts in a row
+    (STARTING, "finished"): EXITED,      # exited early, but the restart policy says it is done
+    (STARTING, "stop"): STOPPING,
+    (RUNNING, "finished"): EXITED,       # exited; the restart policy says it is done
+    (RUNNING, "restart_now"): STARTING,  # first crash after a healthy run: no delay
+    (RUNNING, "crashed"): BACKOFF,       # crashed again soon: wait before the restart
+    (RUNNING, "stop"): STOPPING,
+    (STOPPING, "stopped"): STOPPED,      # the process group is gone
+}
+
+# Backoff: 1 s, 2 s, 4 s ... capped at backoff_max, each delay jittered by up to +-10 %.
+FIRST_DELAY = 1.0
+
+
+def backoff_delay(attempt: int, cap: float) -> float:
+    """Delay before the restart that follows `attempt` failures in a row (attempt >= 1)."""
+    return min(cap, FIRST_DELAY * 2 ** min(attempt - 1, 32))
+
+
+def describe_exit(code: int) -> str:
+    if 128 < code < 128 + 65:
+        from pysuper.config import signal_name
+        return "killed by %s (exit %d)" % (signal_name(code - 128), code)
+    return "exited with code %d" % code
+
+
+class Program:
+    def __init__(self, config, host):
+        self.config = config
+        self.host = host
+        self.name = config.name
+        self.state = STOPPED
+        self.pid: Optional[int] = None
+        self.pgid: Optional[int] = None
+        self.process = None  # the Popen, kept until its pid is reaped
+        self.relays = []
+        self.started_at: Optional[float] = None
+        self.exited_at: Optional[float] = None
+        self.last_exit: Optional[int] = None  # exit code of the last run, 128+N for signal N
+        self.failures = 0  # failed starts in a row
+        self.streak = 0  # crashes after a healthy start, since the last long run
+        self.restarts = 0  # automatic restarts since pysuper started the program
+        self.held = False  # stopped by a person: not restarted, not a failure
+        self.killed = False  # the last stop needed SIGKILL
+        self.spawn_error: Optional[str] = None
+        self._timer = None
+        self._kill_timer = None
+        self._snapshot = ()
+
+    # -- the machine -------------------------------------------------------------------------
+    def _go(self, event: str):
+        old = self.state
+        new = TRANSITIONS.get((old, event))
+        if new is None:
+            raise RuntimeError("program %s: no transition for %s in state %s" % (self.name, event, old))
+        self.state = new
+        self.host.changed(self, old, new, event)
+
+    def _cancel_timer(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    @property
+    def done(self) -> bool:
+        """Finished for good: it will not run again unless asked to."""
+        return self.state in (EXITED, FATAL) or (self.state == STOPPED and not self.held)
+
+    @property
+    def healthy_exit(self) -> bool:
+        return self.state == EXITED and self.last_exit is not None and self.config.expects(self.last_exit)
+
+    # -- requests ----------------------------------------------------------------------------
+    def start(self):
+        """Start (or restart from a final state); resets the failure counters."""
+        if self.state not in (STOPPED, EXITED, FATAL, BACKOFF):
+            return False
+        self._cancel_timer()
+        self.held = False
+        self.failures = 0
+        self.streak = 0
+        self._go("start")
+        self._spawn()
+        return True
+
+    def stop(self, timeout: Optional[float] = None, held: bool = False):
+        """Ask the program to stop: stop_signal now, SIGKILL to the group after the timeout."""
+        if held:
+            self.held = True
+        if self.state == BACKOFF:
+            self._cancel_timer()
+            self._go("stop")
+            return
+        if self.state not in (STARTING, RUNNING):
+            if self.state == STOPPING and timeout is not None:
+                self._arm_kill(timeout)
+            return
+        self._cancel_timer()
+        self.killed = False
+        self._go("stop")
+        self._snapshot = self.host.snapshot(self)
+        self.host.signal(self, self.config.stop_signal)
+        self._arm_kill(self.config.stop_timeout if timeout is None else min(timeout, self.config.stop_timeout))
+
+    def kill_now(self):
+        """SIGKILL the whole process group and its descendants at once (a second SIGTERM)."""
+        if self.state == STOPPING:
+            self._kill()
+        elif self.state in (STARTING, RUNNING):
+            self.stop(timeout=0)
+
+    def _arm_kill(self, timeout: float):
+        if self._kill_timer is not None:
+            remaining = self._kill_timer.when - self.host.now()
+            if remaining <= timeout:
+                return
+            self._kill_timer.cancel()
+        self._kill_timer = self.host.call_later(timeout, self._kill)
+
+    def _kill(self):
+        self._kill_timer = None
+        if self.state != STOPPING:
+            return
+        self.killed = True
+        self.host.log("%s: still running after stop_timeout; sending SIGKILL to its process group" % self.name)
+        self.host.kill(self, self._snapshot)
+        if self.pid is None:
+            self.group_check()
+
+    def signal(self, signum: int) -> bool:
+        if self.state in LIVE and self.pgid is not None:
+            return self.host.signal(self, signum)
+        return False
+
+    # -- events from the host ----------------------------------------------------------------
+    def _spawn(self):
+        self.spawn_error = None
+        self.killed = False
+        try:
+            self.pid = self.host.spawn(self)
+        except OSError as exc:  # SpawnError, or an OS error the config checks could not foresee
+            code = getattr(exc, "exit_code", 126)
+            self.spawn_error = str(exc)
+            self.pid = None
+            self.pgid = None
+            self.started_at = self.exited_at = self.host.now()
+            self.last_exit = code
+            self.host.log("%s: cannot start: %s" % (self.name, exc))
+            self._failed_start()
+            return
+        self.pgid = self.pid
+        self.started_at = self.host.now()
+        self.host.log("%s: started with pid %d" % (self.name, self.pid))
+        if self.config.start_seconds <= 0:
+            self._started()
+        else:
+            self._timer = self.host.call_later(self.config.start_seconds, self._started)
+
+    def _started(self):
+        self._timer = None
+        if self.state == STARTING:
+            self.failures = 0
+            self._go("started")
+
+    def on_exit(self, code: int):
+        """The process we started has been reaped with this exit code."""
+        now = self.host.now()
+        self.pid = None
+        self.process = None
+        self.exited_at = now
+        self.last_exit = code
+        self._cancel_timer()
+        if self.state == STOPPING:
+            self.host.log("%s: stopped (%s)" % (self.name, describe_exit(code)))
+            self.group_check()
+            return
+        ran = now - (self.started_at or now)
+        if self.state == STARTING and ran >= self.config.start_seconds:
+            self._started()  # it did last long enough; the timer just had not fired yet
+        policy = self.config.restart
+        restart = policy == "always" or (policy == "on-failure" and not self.config.expects(code))
+        if not restart:
+            expected = "expected" if self.config.expects(code) else "unexpected"
+            self.host.log("%s: %s (%s), not restarting (restart = \"%s\")"
+                          % (self.name, describe_exit(code), expected, policy))
+            self._go("finished")
+            return
+        if self.state == STARTING:
+            self.host.log("%s: %s after %.2f s, before start_seconds = %g"
+                          % (self.name, describe_exit(code), ran, self.config.start_seconds))
+            self._failed_start()
+            return
+        if ran >= self.config.backoff_max:
+            self.streak = 0
+        delay = 0.0 if self.streak == 0 else self.host.jitter(backoff_delay(self.streak, self.config.backoff_max))
+        self.streak += 1
+        self.restarts += 1
+        if delay <= 0:
+            self.host.log("%s: %s; restarting" % (self.name, describe_exit(code)))
+            self._go("restart_now")
+            self._spawn()
+        else:
+            self.host.log("%s: %s; restarting in %.1f s" % (self.name, describe_exit(code), delay))
+            self._go("crashed")
+            self._timer = self.host.call_later(delay, self._retry)
+
+    def _failed_start(self):
+        self.failures += 1
+        if self.failures >= max(1, self.config.start_retries):
+            self.host.log("%s: FATAL: %d failed start%s in a row (start_retries = %d); giving up"
+                          % (self.name, self.failures, "" if self.failures == 1 else "s",
+                             self.config.start_retries))
+            self._go("gave_up")
+            return
+        delay = self.host.jitter(backoff_delay(self.failures, self.config.backoff_max))
+        self.host.log("%s: failed to start (%d of %d); retrying in %.1f s"
+                      % (self.name, self.failures, max(1, self.config.start_retries), delay))
+        self._go("failed_start")
+        self._timer = self.host.call_later(delay, self._retry)
+
+    def _retry(self):
+        self._timer = None
+        if self.state == BACKOFF:
+            self.restarts += 1
+            self._go("retry")
+            self._spawn()
+
+    def group_check(self):
+        """While STOPPING with the leader gone: STOPPED once no process of the group is left."""
+        if self.state != STOPPING or self.pid is not None:
+            return
+        if self.pgid is not None and self.host.group_alive(self):
+            return
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+            self._kill_timer = None
+        self.pgid = None
+        self._snapshot = ()
+        self._go("stopped")

@@ -1,0 +1,390 @@
+"""The supervisor: the pid table, reaping, signal policy, start order, shutdown and exit policy.
+
+It is the host of every Program (spawn, signal, timers, log) and offers the command API that the
+control socket uses. One pid table maps each live pid to its Program; a reaped pid is popped from it
+before anything can be respawned, so a reused pid can never be confused with an old one. Reaped pids
+that are not in the table are orphans (PID 1 or subreaper) and are reaped quietly.
+"""
+
+import os
+import signal
+from typing import Callable, Dict, List, Optional
+
+from pysuper import osproc
+from pysuper.config import Config, ProgramConfig, program_environment, resolve_user, signal_name
+from pysuper.logs import Output
+from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, LIVE, RUNNING, STOPPED, Program, describe_exit
+
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+STRAY_GRACE = 1.0  # seconds strays get after SIGTERM when the budget is already spent (PID 1 only)
+
+
+def _jitter(delay: float) -> float:
+    """delay +- up to 10 %, from os.urandom (no `random` import at start-up)."""
+    fraction = int.from_bytes(os.urandom(2), "big") / 65535.0
+    return delay * (0.9 + 0.2 * fraction)
+
+
+class Supervisor:
+    def __init__(self, config: Config, loop, output: Optional[Output] = None, pid1: Optional[bool] = None):
+        self.config = config
+        self.loop = loop
+        self.settings = config.settings
+        self.output = output or Output(loop, config.settings.log_format, config.settings.color,
+                                       config.settings.timestamps, config.programs)
+        self.pid1 = os.getpid() == 1 if pid1 is None else pid1
+        self.programs: Dict[str, Program] = {}
+        self.pids: Dict[int, Program] = {}
+        self._launch: Dict[str, tuple] = {}
+        self.shutting_down = False
+        self.exit_code: Optional[int] = None
+        self.exit_reason = ""
+        self._forced_code: Optional[int] = None
+        self._deadline: Optional[float] = None
+        self._budget_timer = None
+        self._finishing = False
+        self._check_pending = False
+        self._waiters: List[tuple] = []
+        self.on_reload: Optional[Callable[[], None]] = None  # SIGHUP; set by the control server
+        self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
+        for program_config in config.programs.values():
+            self._add(program_config)
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _add(self, program_config: ProgramConfig) -> Program:
+        self._launch[program_config.name] = (program_environment(program_config), resolve_user(program_config))
+        program = Program(program_config, self)
+        self.programs[program_config.name] = program
+        return program
+
+    def install_signals(self):
+        self.loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
+        for signum in SHUTDOWN_SIGNALS:
+            self.loop.add_signal_handler(signum, self._on_shutdown_signal)
+        for signum in FORWARDED_SIGNALS:
+            self.loop.add_signal_handler(signum, self._on_forward_signal)
+
+    def start(self):
+        """Reap what is already there, then start every autostart program in config order."""
+        self.install_signals()
+        if not self.pid1 and not osproc.set_subreaper():
+            self.log("warning: not PID 1 and cannot become a child subreaper; orphans of programs "
+                     "will not be reaped by pysuper")
+        self._on_sigchld(signal.SIGCHLD)
+        names = [name for name, program in self.programs.items() if program.config.autostart]
+        if names:
+            self.log("starting %s" % ", ".join(names))
+        for name in names:
+            self.programs[name].start()
+        self._schedule_check()
+
+    def run(self) -> int:
+        self.start()
+        self.loop.run()
+        return self.exit_code if self.exit_code is not None else 1
+
+    # -- host interface for Program ----------------------------------------------------------
+    def now(self) -> float:
+        return self.loop.time()
+
+    def call_later(self, delay, callback):
+        return self.loop.call_later(delay, callback)
+
+    def jitter(self, delay: float) -> float:
+        return _jitter(delay)
+
+    def log(self, text: str):
+        self.output.message(text)
+
+    def spawn(self, program: Program) -> int:
+        config = program.config
+        env, user = self._launch[program.name]
+        stdout, stderr, relays = self.output.pipes(program.name)
+        try:
+            process = osproc.spawn(config.command, cwd=config.directory, env=env, user=user,
+                                   stdout=stdout, stderr=stderr)
+        finally:
+            for fd in (stdout, stderr):
+                if fd is not None:
+                    os.close(fd)
+        program.process = process
+        program.relays = relays
+        self.pids[process.pid] = program
+        return process.pid
+
+    def signal(self, program: Program, signum: int) -> bool:
+        return program.pgid is not None and osproc.killpg(program.pgid, signum)
+
+    def snapshot(self, program: Program):
+        return osproc.descendants(program.pid) if program.pid is not None else ()
+
+    def kill(self, program: Program, snapshot):
+        if program.pgid is not None:
+            osproc.killpg(program.pgid, signal.SIGKILL)
+        if program.pid is not None:
+            snapshot = list(snapshot) + osproc.descendants(program.pid)
+        osproc.kill_snapshot(snapshot, signal.SIGKILL)
+
+    def group_alive(self, program: Program) -> bool:
+        return program.pgid is not None and osproc.group_alive(program.pgid)
+
+    def changed(self, program: Program, old: str, new: str, event: str):
+        if (program.config.critical and new in (EXITED, FATAL) and not self.shutting_down):
+            self._critical_ended(program)
+        if self._waiters:
+            self.loop.call_soon(self._run_waiters)
+        self._schedule_check()
+
+    # -- reaping -----------------------------------------------------------------------------
+    def _on_sigchld(self, signum):
+        orphans = False
+        for pid, code in osproc.reap():
+            program = self.pids.pop(pid, None)
+            if program is None:
+                orphans = True
+                continue
+            if program.process is not None:
+                program.process.returncode = code
+            self.output.drain(program.relays)
+            program.on_exit(code)
+        if orphans:
+            for program in self.programs.values():
+                if program.pid is None:
+                    program.group_check()
+        if self._finishing:
+            self._strays_check()
+
+    # -- signals -----------------------------------------------------------------------------
+    def _on_shutdown_signal(self, signum):
+        name = signal_name(signum)
+        if self.shutting_down:
+            if signum in (signal.SIGINT, signal.SIGTERM):
+                self.log("received %s again; killing all programs now" % name)
+                for program in self.programs.values():
+                    program.kill_now()
+                if self._finishing and self.pid1:
+                    osproc.kill_all(signal.SIGKILL)
+            return
+        self.shutdown("received %s" % name)
+
+    def _on_forward_signal(self, signum):
+        if signum == signal.SIGHUP and self.on_reload is not None:
+            self.on_reload()
+            return
+        for program in self.programs.values():
+            program.signal(signum)
+
+    # -- shutdown and exit policy -------------------------------------------------------------
+    def shutdown(self, reason: str, code: Optional[int] = None):
+        """Stop every program concurrently within shutdown_timeout, then exit."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.exit_reason = reason
+        self._forced_code = code
+        budget = self.settings.shutdown_timeout
+        self._deadline = self.now() + budget
+        live = [p.name for p in self.programs.values() if p.state in ACTIVE]
+        self.log("%s; stopping %s" % (reason, ", ".join(live) if live else "(nothing running)"))
+        for program in self.programs.values():
+            program.stop(timeout=budget)
+        self._budget_timer = self.loop.call_later(budget, self._budget_over)
+        self._schedule_check()
+
+    def _budget_over(self):
+        self._budget_timer = None
+        for program in self.programs.values():
+            program.kill_now()
+        if self._finishing and self.pid1:
+            osproc.kill_all(signal.SIGKILL)
+
+    def _critical_ended(self, program: Program):
+        code = program.last_exit if program.last_exit is not None else 1
+        restarts = "%d restart%s" % (program.restarts, "" if program.restarts == 1 else "s")
+        if program.state == FATAL:
+            what = "is FATAL (last run %s) after %s" % (describe_exit(code), restarts)
+        else:
+            what = "%s after %s" % (describe_exit(code), restarts)
+        self.shutdown("critical program %s %s" % (program.name, what), code=code)
+
+    def _schedule_check(self):
+        if not self._check_pending:
+            self._check_pending = True
+            self.loop.call_soon(self._check)
+
+    def _check(self):
+        self._check_pending = False
+        if self._finishing:
+            return
+        if any(p.state in ACTIVE for p in self.programs.values()):
+            return
+        if self.shutting_down:
+            self._begin_finish()
+            return
+        if any(p.held for p in self.programs.values()):
+            return  # someone stopped a program by hand and may start it again
+        ran = [p for p in self.programs.values() if p.state in (EXITED, FATAL)]
+        failed = [p.name for p in ran if not p.healthy_exit]
+        if failed:
+            self.exit_reason = "all programs have finished; not as expected: %s" % ", ".join(failed)
+            self._forced_code = 1
+        else:
+            self.exit_reason = "all programs have finished as expected"
+            self._forced_code = 0
+        self.shutting_down = True
+        self._deadline = self.now() + self.settings.shutdown_timeout
+        self._begin_finish()
+
+    def _begin_finish(self):
+        """Every program is down. As PID 1, ask strays to leave too; then exit."""
+        self._finishing = True
+        if self.pid1 and osproc.has_children():
+            remaining = max(STRAY_GRACE, (self._deadline or self.now()) - self.now())
+            osproc.kill_all(signal.SIGTERM)
+            self.loop.call_later(remaining, self._strays_kill)
+            self._strays_check()
+            return
+        self._finish()
+
+    def _strays_check(self):
+        if not osproc.has_children():
+            self._finish()
+
+    def _strays_kill(self):
+        if self.exit_code is None:
+            osproc.kill_all(signal.SIGKILL)
+            self.loop.call_later(STRAY_GRACE, self._finish)
+
+    def _finish(self):
+        if self.exit_code is not None:
+            return
+        if self._forced_code is not None:
+            code = self._forced_code
+        else:
+            code = 1 if any(p.killed for p in self.programs.values()) else 0
+        if self._budget_timer is not None:
+            self._budget_timer.cancel()
+        killed = [p.name for p in self.programs.values() if p.killed]
+        detail = "; killed after timeout: %s" % ", ".join(killed) if killed else ""
+        self.exit_code = code
+        self.output.close_relays()
+        for callback in self.on_exit:
+            callback()
+        self.log("%s%s; exiting with code %d" % (self.exit_reason, detail, code))
+        self.output.flush()
+        self.loop.stop()
+
+    # -- command API (used by the control socket) ---------------------------------------------
+    def when(self, predicate: Callable[[], bool], callback: Callable[[], None]):
+        """callback() as soon as predicate() holds (checked after every state change)."""
+        if predicate():
+            callback()
+        else:
+            self._waiters.append((predicate, callback))
+
+    def _run_waiters(self):
+        waiting, self._waiters = self._waiters, []
+        for predicate, callback in waiting:
+            if predicate():
+                callback()
+            else:
+                self._waiters.append((predicate, callback))
+
+    def start_program(self, name: str, done: Callable[[str], None]):
+        """Start; done(state) once it is RUNNING or has failed (BACKOFF, EXITED, FATAL)."""
+        program = self.programs[name]
+        if program.state in (RUNNING,):
+            return done(program.state)
+        program.start()
+        self.when(lambda: program.state in (RUNNING, BACKOFF, EXITED, FATAL, STOPPED),
+                  lambda: done(program.state))
+
+    def stop_program(self, name: str, done: Callable[[str], None]):
+        """Stop and hold; done(state) once the process group is gone."""
+        program = self.programs[name]
+        program.stop(held=True)
+        self.when(lambda: program.state not in ACTIVE, lambda: done(program.state))
+
+    def restart_program(self, name: str, done: Callable[[str], None]):
+        program = self.programs[name]
+        program.stop()
+        self.when(lambda: program.state not in ACTIVE,
+                  lambda: self.start_program(name, done))
+
+    def signal_program(self, name: str, signum: int) -> bool:
+        return self.programs[name].signal(signum)
+
+    def status(self) -> List[dict]:
+        now = self.now()
+        rows = []
+        for program in self.programs.values():
+            rows.append({
+                "name": program.name,
+                "state": program.state,
+                "pid": program.pid,
+                "uptime": (now - program.started_at) if program.state in LIVE and program.started_at else None,
+                "restarts": program.restarts,
+                "last_exit": program.last_exit,
+                "held": program.held,
+                "error": program.spawn_error,
+            })
+        return rows
+
+    def health(self):
+        """(healthy, [reasons]) for `pysuper ctl health`."""
+        problems = []
+        for program in self.programs.values():
+            if not program.config.autostart and program.state == STOPPED and not program.held:
+                continue
+            if program.state == RUNNING or program.healthy_exit:
+                continue
+            if program.held:
+                problems.append("%s is stopped (by hand)" % program.name)
+            elif program.state == EXITED:
+                problems.append("%s %s (unexpected)" % (program.name, describe_exit(program.last_exit)))
+            else:
+                problems.append("%s is %s" % (program.name, program.state))
+        return not problems, problems
+
+    def apply_config(self, config: Config):
+        """Replace the config: start added programs, stop removed ones, restart changed ones.
+
+        Returns (added, changed, removed) names. The caller has validated `config`.
+        """
+        old = self.config.programs
+        added = [name for name in config.programs if name not in old]
+        removed = [name for name in old if name not in config.programs]
+        changed = [name for name in config.programs if name in old and config.programs[name] != old[name]]
+        self.config = config
+        self.output.set_names(list(self.programs) + added)
+        for name in removed:
+            program = self.programs[name]
+            program.stop()
+            self.when(lambda p=program: p.state not in ACTIVE, lambda n=name: self._forget(n))
+        for name in changed:
+            program = self.programs[name]
+            was_running = program.state in ACTIVE or (not program.held and program.config.autostart
+                                                      and program.state != STOPPED)
+            program.stop()
+            self.when(lambda p=program: p.state not in ACTIVE,
+                      lambda n=name, w=was_running: self._replace(n, w))
+        for name in added:
+            program = self._add(config.programs[name])
+            if program.config.autostart:
+                program.start()
+        return added, changed, removed
+
+    def _forget(self, name: str):
+        program = self.programs.get(name)
+        if program is not None and program.state not in ACTIVE and name not in self.config.programs:
+            del self.programs[name]
+            self._launch.pop(name, None)
+            self._schedule_check()
+
+    def _replace(self, name: str, was_running: bool):
+        old = self.programs[name]
+        program = self._add(self.config.programs[name])
+        program.restarts = old.restarts
+        if was_running or program.config.autostart:
+            program.start()
