@@ -253,6 +253,7 @@ class _Program:
         self.keys: List[Tuple[str, object]] = []
         self.comments: List[str] = []
         self.environment: Dict[str, str] = {}
+        self.notes: List[str] = []
 
 
 class _Converter:
@@ -345,9 +346,11 @@ class _Converter:
                         "from the main file)" % display)
 
     def display_path(self, filename: str) -> str:
+        """Included files are named the way the main file was: absolute, or relative to the cwd."""
         absolute = os.path.abspath(filename)
-        relative = os.path.relpath(absolute, self.main_dir)
-        return absolute if relative.startswith("..") else relative
+        if os.path.isabs(self.main_display):
+            return absolute
+        return os.path.relpath(absolute)
 
     # -- locations, errors, warnings ------------------------------------------------------------
 
@@ -471,7 +474,8 @@ class _Converter:
         try:
             tokens = list(lexer)
         except ValueError as exc:
-            raise self.error(section, option, "[%s] %s: cannot parse %r: %s" % (section, option, text, exc)) from None
+            raise self.error(section, option, "[%s] %s: cannot parse %r: %s"
+                             % (section, option, text, exc)) from None
         result: Dict[str, str] = {}
         i = 0
         while i < len(tokens):
@@ -483,7 +487,8 @@ class _Converter:
                                  % (section, option, text))
             key = triple[0]
             if self.refs.has_refs(key) or not re.match(r"^[^=\0]+$", key):
-                raise self.error(section, option, "[%s] %s: invalid variable name %r" % (section, option, key))
+                raise self.error(section, option, "[%s] %s: invalid variable name %r"
+                                 % (section, option, key))
             result[key] = triple[2].strip("'\"")
             i += 4
         return result
@@ -575,7 +580,8 @@ class _Converter:
             return signal.Signals(number).name[3:]
         except ValueError:
             raise self.error(section, "stopsignal", "[%s] stopsignal = %s: expected a signal name such as "
-                             "TERM, INT, QUIT, HUP, KILL, USR1 or a signal number" % (section, value)) from None
+                             "TERM, INT, QUIT, HUP, KILL, USR1 or a signal number"
+                             % (section, value)) from None
 
     def name(self, section: str, option: Optional[str], value: str) -> str:
         name = value.strip()
@@ -593,6 +599,10 @@ class _Converter:
         self.supervisord_env: Dict[str, str] = {}
         if self.parser.has_section("supervisord"):
             self.convert_supervisord()
+        if self.parser.has_section("include"):
+            self.header.append("# [include] (%s): files = %s: read, and the programs of the included files "
+                               "are converted below" % (self.origin("include"),
+                                                        _comment_text(self.raw("include", "files") or "")))
         groups = []  # (priority, name, [programs])
         members: Dict[str, str] = {}
         for section in self.parser.sections():
@@ -683,7 +693,8 @@ class _Converter:
                 hint = "Run the program with its own listening socket as an ordinary [programs.NAME]."
             self.footer.append("# [%s] (%s) is not converted: %s." % (section, origin, reason))
             self.footer.append("# %s" % hint)
-            self.warn(section, None, "[%s] is not supported (%s); it is kept as a comment" % (section, reason))
+            self.warn(section, None, "[%s] is not supported (%s); it is kept as a comment"
+                      % (section, reason))
             target = self.footer
         else:
             self.header.append("# [%s] (%s): unknown to supervisord (ignored there too)" % (section, origin))
@@ -696,7 +707,8 @@ class _Converter:
         if target is self.footer:
             target.append("")
 
-    def convert_program(self, section: str, program_name: str, group: Optional[str]) -> List[_Program]:
+    def convert_program(self, section: str, program_name: str, group: Optional[str]
+                        ) -> Tuple[int, List[_Program]]:
         group_name = group or program_name
         scope = self.pre_scope(program_name, group_name)
         priority = self.integer(section, "priority", scope)
@@ -709,7 +721,7 @@ class _Converter:
         stopasgroup = self.boolean(section, "stopasgroup", scope)
         killasgroup = self.boolean(section, "killasgroup", scope)
         exit_codes = self.exit_codes(section, scope)
-        redirect = self.boolean(section, "redirect_stderr", scope)
+        self.boolean(section, "redirect_stderr", scope)
         numprocs = self.integer(section, "numprocs", scope, minimum=0)
         numprocs_start = self.integer(section, "numprocs_start", scope, minimum=0) or 0
         user = self.literal(section, "user", scope)
@@ -725,10 +737,10 @@ class _Converter:
                              "%%(process_num)s (e.g. process_name=%%(program_name)s_%%(process_num)02d)"
                              % (section, numprocs))
         if stopasgroup and killasgroup is False:
-            raise self.error(section, "killasgroup", "[%s]: stopasgroup=true needs killasgroup=true" % section)
+            raise self.error(section, "killasgroup", "[%s]: stopasgroup=true needs killasgroup=true"
+                             % section)
         if self.raw(section, "command") is None:
             raise self.error(section, None, "[%s] has no command" % section)
-        _ = redirect
 
         programs = []
         made = []
@@ -752,6 +764,8 @@ class _Converter:
                                  % (section, self.raw(section, "command"), exc)) from None
             if not command.strip():
                 raise self.error(section, "command", "[%s] command is empty" % section)
+            if "\n" in command and shlex.split(command) == shlex.split(command.replace("\n", " ")):
+                command = command.replace("\n", " ")  # continuation lines only separate words
 
             program = _Program(name, section, self.origin(section), 999 if priority is None else priority)
             program.keys.append(("command", self.refs.render(command)))
@@ -776,17 +790,23 @@ class _Converter:
             environment = dict(self.supervisord_env)
             environment.update(program_env)
             program.environment = {key: self.refs.render(value) for key, value in environment.items()}
+            for key, value in environment.items():
+                if re.search(r"\$\{?[A-Za-z_]", value):
+                    program.notes.append(
+                        "# note: environment %s keeps a literal $ (supervisord does not expand $VAR in "
+                        "environment values); write ${VAR} to have pysuper expand a variable" % key)
             programs.append(program)
             made.append(name)
 
+        comments = self.program_comments(section, group, made, numprocs, restart, start_seconds,
+                                          start_retries, stop_timeout)
         for program in programs:
-            self.program_comments(section, program, group, made, numprocs, restart, start_seconds,
-                                  stop_timeout)
-        return programs
+            program.comments = comments + program.notes
+        return (999 if priority is None else priority), programs
 
-    def program_comments(self, section, program: _Program, group, made, numprocs, restart, start_seconds,
+    def program_comments(self, section, group, made, numprocs, restart, start_seconds, start_retries,
                          stop_timeout):
-        out = program.comments
+        out = []
         if group is not None:
             out.append("# part of [group:%s]" % group)
         for option in self.parser.options(section):
@@ -807,24 +827,16 @@ class _Converter:
                 note = _PROGRAM_NOTES[option]
             else:
                 note = "unknown to supervisord (ignored there too)"
-                if program is self._first(section, program, made):
-                    self.warn(section, option, "unknown option %s in [%s]; kept as a comment" % (option, section))
+                self.warn(section, option, "unknown option %s in [%s]; kept as a comment" % (option, section))
             out.append("# %s = %s: %s" % (option, _comment_text(raw), note))
-        if restart == "never" and (start_seconds is None or start_seconds > 0):
+        if restart == "never" and start_retries != 0 and (start_seconds is None or start_seconds > 0):
             out.append("# note: supervisord retried a start that failed within startsecs even with "
                        "autorestart=false; with restart = \"never\" pysuper does not")
         if stop_timeout is not None and stop_timeout > 9:
             out.append("# note: on shutdown pysuper gives all programs [pysuper] shutdown_timeout seconds "
                        "(default 9); raise it (and docker stop --time) if this program needs its full "
                        "stop_timeout")
-        for key, value in program.environment.items():
-            if "$$" in value:
-                out.append("# note: environment %s contains a literal $ (supervisord does not expand $VAR "
-                           "in environment values); write ${VAR} to expand a variable" % key)
-
-    @staticmethod
-    def _first(section, program, made):
-        return program if program.name == made[0] else None
+        return out
 
     def unique_names(self, programs: List[_Program]):
         used: Dict[str, _Program] = {}
@@ -839,8 +851,9 @@ class _Converter:
                 group = program.section.partition(":")[2]
                 name = "%s_%s" % (group, name)
             if name in used:
+                source, line = self.where(program.section, None)
                 raise ConvertError("two programs would both be named %s (from [%s] and [%s]); rename one"
-                                   % (name, used[name].section, program.section), *self.where(program.section, None))
+                                   % (name, used[name].section, program.section), source, line)
             if name != original:
                 program.comments.insert(0, "# renamed from %s: pysuper program names use letters, digits, "
                                            "'_', '-' and '.', and must be unique" % original)
@@ -887,8 +900,8 @@ def _logfile_note(stream: str, raw: str) -> str:
         return ("not needed; pysuper relays the program's %s to its own %s, each line prefixed with the "
                 "program name" % (stream, stream))
     if value in target["stdout" if stream == "stderr" else "stderr"]:
-        return ("not needed; pysuper relays the program's %s to its own %s, each line prefixed with the "
-                "program name" % (stream, stream))
+        return ("pysuper relays the program's %s to its own %s (not to the other stream), each line "
+                "prefixed with the program name" % (stream, stream))
     if value.lower() in ("none", "off"):
         return ("pysuper does not discard output; the program's %s goes to pysuper's %s" % (stream, stream))
     return ("pysuper writes no log files; the program's %s goes to pysuper's %s (read it with docker logs "
@@ -971,7 +984,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", default="-", metavar="SUPERVISORD_CONF",
                         help="the supervisord config to convert (default: stdin)")
-    parser.add_argument("-o", "--output", metavar="FILE", help="write the TOML config to FILE instead of stdout")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="write the TOML config to FILE instead of stdout")
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
@@ -979,7 +993,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         output, warnings = convert_file(args.file)
     except ConvertError as exc:
-        sys.stderr.write("%s: %s\n" % (PROG, exc))
+        sys.stderr.write("%s: error: %s\n" % (PROG, exc))
         return 2
     for warning in warnings:
         sys.stderr.write("%s: warning: %s\n" % (PROG, warning))
@@ -989,7 +1003,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             with open(args.output, "wb") as handle:
                 handle.write(data)
         except OSError as exc:
-            sys.stderr.write("%s: cannot write %s: %s\n" % (PROG, args.output, exc.strerror or exc))
+            sys.stderr.write("%s: error: cannot write %s: %s\n" % (PROG, args.output, exc.strerror or exc))
             return 2
     else:
         try:
