@@ -51,7 +51,7 @@ class LineSplitter:
         if cut == 0:
             self._parts.append(data)
             self._size += len(data)
-            if self._size < self.limit:
+            if self._size <= self.limit:
                 return b""
             whole = b"".join(self._parts)
             block, rest = self._pieces(whole)
@@ -83,7 +83,7 @@ class LineSplitter:
     def _pieces(self, data: bytes):
         """Split an unterminated run into limit-sized lines; return (lines, remainder)."""
         out = []
-        while len(data) >= self.limit:
+        while len(data) > self.limit:
             cut = _utf8_cut(data, self.limit)
             out.append(data[:cut] + b"\n")
             data = data[cut:]

@@ -206,7 +206,7 @@ class Program:
             self.host.log("%s: stopped (%s)" % (self.name, describe_exit(code)))
             self.group_check()
             return
-        ran = now - (self.started_at or now)
+        ran = now - (now if self.started_at is None else self.started_at)
         if self.state == STARTING and ran >= self.config.start_seconds:
             self._started()  # it did last long enough; the timer just had not fired yet
         policy = self.config.restart

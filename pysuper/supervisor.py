@@ -323,7 +323,7 @@ class Supervisor:
                 "name": program.name,
                 "state": program.state,
                 "pid": program.pid,
-                "uptime": (now - program.started_at) if program.state in LIVE and program.started_at else None,
+                "uptime": (now - program.started_at) if program.pid is not None else None,
                 "restarts": program.restarts,
                 "last_exit": program.last_exit,
                 "held": program.held,
