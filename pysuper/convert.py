@@ -245,8 +245,9 @@ class _Scope:
 
 
 class _Program:
-    def __init__(self, name: str, section: str, origin: str, priority: int):
+    def __init__(self, name: str, section: str, origin: str, priority: int, group: str):
         self.name = name
+        self.group = group
         self.section = section
         self.origin = origin
         self.priority = priority
@@ -454,6 +455,8 @@ class _Converter:
                 value = self.refs.resolve(value, fail)
         if spec == "s" and isinstance(value, str):
             return value
+        if isinstance(value, str) and spec[-1] in "diouxXeEfFgGc":
+            fail("cannot format %%(%s)%s: %s is text, not a number; use %%(%s)s" % (key, spec, key, key))
         try:
             return ("%" + spec) % (value,)
         except (TypeError, ValueError) as exc:
@@ -667,6 +670,7 @@ class _Converter:
             members[program_section] = group_name
             programs.extend(self.convert_program(program_section, self.name(program_section, None, program),
                                                  group_name)[1])
+        programs.sort(key=lambda p: (p.priority, p.name))
         member_names = ", ".join(p.name for p in programs) or "none"
         line = "# [%s] (%s): pysuper has no groups; its programs are converted one by one (%s)" % (
             section, self.origin(section), member_names)
@@ -767,7 +771,8 @@ class _Converter:
             if "\n" in command and shlex.split(command) == shlex.split(command.replace("\n", " ")):
                 command = command.replace("\n", " ")  # continuation lines only separate words
 
-            program = _Program(name, section, self.origin(section), 999 if priority is None else priority)
+            program = _Program(name, section, self.origin(section), 999 if priority is None else priority,
+                               group_name)
             program.keys.append(("command", self.refs.render(command)))
             if directory is not None:
                 program.keys.append(("directory", self.refs.render(directory)))
@@ -839,26 +844,28 @@ class _Converter:
         return out
 
     def unique_names(self, programs: List[_Program]):
-        used: Dict[str, _Program] = {}
+        """pysuper names: letters, digits, '_', '-', '.'; unique. Valid names are kept first."""
+        taken = set()
+        keep = set()
         for program in programs:
-            original = program.name
-            name = original
-            if not _PYSUPER_NAME.match(name):
-                name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-                if not re.match(r"^[A-Za-z0-9_]", name):
-                    name = "_" + name
-            if name in used:
-                group = program.section.partition(":")[2]
-                name = "%s_%s" % (group, name)
-            if name in used:
-                source, line = self.where(program.section, None)
-                raise ConvertError("two programs would both be named %s (from [%s] and [%s]); rename one"
-                                   % (name, used[name].section, program.section), source, line)
-            if name != original:
-                program.comments.insert(0, "# renamed from %s: pysuper program names use letters, digits, "
-                                           "'_', '-' and '.', and must be unique" % original)
+            if _PYSUPER_NAME.match(program.name) and program.name not in taken:
+                taken.add(program.name)
+                keep.add(id(program))
+        for program in programs:
+            if id(program) in keep:
+                continue
+            base = re.sub(r"[^A-Za-z0-9_.-]", "_", program.name)
+            if not _PYSUPER_NAME.match(base):
+                base = "_" + base
+            candidates = [base]
+            if program.group != program.section.partition(":")[2]:
+                candidates.append("%s_%s" % (re.sub(r"[^A-Za-z0-9_.-]", "_", program.group), base))
+            candidates += ["%s_%d" % (base, n) for n in range(2, 1000)]
+            name = next(c for c in candidates if c not in taken)
+            taken.add(name)
+            program.comments.insert(0, "# renamed from %s: pysuper program names are unique and use letters, "
+                                       "digits, '_', '-' and '.'" % program.name)
             program.name = name
-            used[name] = program
 
     # -- output --------------------------------------------------------------------------------
 
@@ -931,11 +938,15 @@ def _decode(data: bytes, display: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def convert_text(text: str, display: str = "<stdin>", main_dir: Optional[str] = None
-                 ) -> Tuple[str, List[str]]:
-    """Convert supervisord INI text; return (TOML text, warnings). Raise ConvertError."""
+def convert_text(text: str, display: str = "<stdin>", main_dir: Optional[str] = None,
+                 warnings: Optional[List[str]] = None) -> Tuple[str, List[str]]:
+    """Convert supervisord INI text; return (TOML text, warnings). Raise ConvertError.
+
+    Warnings are also appended to `warnings` as they are found, so they survive an error."""
     main_dir = os.path.abspath(main_dir or os.getcwd())
     converter = _Converter(display, main_dir)
+    if warnings is not None:
+        converter.warnings = warnings
     while converter.refs.prefix in text:
         converter.refs = _Refs(converter.refs.prefix + "X")
     converter.read(text, display, main_dir)
@@ -948,16 +959,16 @@ def convert_text(text: str, display: str = "<stdin>", main_dir: Optional[str] = 
     return converter.convert(), converter.warnings
 
 
-def convert_file(path: str) -> Tuple[str, List[str]]:
+def convert_file(path: str, warnings: Optional[List[str]] = None) -> Tuple[str, List[str]]:
     """Convert a supervisord config file ('-' for stdin)."""
     if path == "-":
-        return convert_text(_decode(sys.stdin.buffer.read(), "<stdin>"), "<stdin>", os.getcwd())
+        return convert_text(_decode(sys.stdin.buffer.read(), "<stdin>"), "<stdin>", os.getcwd(), warnings)
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         raise ConvertError("cannot read the supervisord config: %s" % (exc.strerror or exc), path) from None
-    return convert_text(_decode(data, path), path, os.path.dirname(os.path.abspath(path)))
+    return convert_text(_decode(data, path), path, os.path.dirname(os.path.abspath(path)), warnings)
 
 
 _DESCRIPTION = """\
@@ -990,9 +1001,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    warnings: List[str] = []
     try:
-        output, warnings = convert_file(args.file)
+        output, _ = convert_file(args.file, warnings)
     except ConvertError as exc:
+        for warning in warnings:
+            sys.stderr.write("%s: warning: %s\n" % (PROG, warning))
         sys.stderr.write("%s: error: %s\n" % (PROG, exc))
         return 2
     for warning in warnings:
