@@ -602,6 +602,12 @@ class _Converter:
         self.supervisord_env: Dict[str, str] = {}
         if self.parser.has_section("supervisord"):
             self.convert_supervisord()
+        defaults = self.parser.defaults()
+        if defaults:
+            self.header.append("# [DEFAULT] (%s): its settings apply to every program, as in supervisord"
+                               % self.origin(self.parser.default_section))
+            for option, raw in defaults.items():
+                self.header.append("#   %s = %s" % (option, _comment_text(raw)))
         if self.parser.has_section("include"):
             self.header.append("# [include] (%s): files = %s: read, and the programs of the included files "
                                "are converted below" % (self.origin("include"),
@@ -634,6 +640,12 @@ class _Converter:
         self.unique_names(ordered)
         return self.render(ordered)
 
+    def own_options(self, section: str) -> List[str]:
+        """The options written in the section itself, without those inherited from [DEFAULT]."""
+        defaults = self.parser.defaults()
+        return [option for option in self.parser.options(section)
+                if option not in defaults or (section, option) in self.option_loc]
+
     def pre_scope(self, program_name: str, group_name: str) -> _Scope:
         names = {"program_name": program_name, "group_name": group_name,
                  "host_node_name": self.token_host()}
@@ -642,7 +654,7 @@ class _Converter:
     def convert_supervisord(self):
         section = "supervisord"
         lines = ["# [supervisord] (%s)" % self.origin(section)]
-        for option in self.parser.options(section):
+        for option in self.own_options(section):
             raw = self.raw(section, option)
             note = _SUPERVISORD_NOTES.get(option)
             if option == "environment":
@@ -675,7 +687,7 @@ class _Converter:
         line = "# [%s] (%s): pysuper has no groups; its programs are converted one by one (%s)" % (
             section, self.origin(section), member_names)
         self.header.append(line)
-        for option in self.parser.options(section):
+        for option in self.own_options(section):
             if option not in ("programs", "priority"):
                 self.warn(section, option, "unknown option %s in [%s]; kept as a comment" % (option, section))
             self.header.append("#   %s = %s" % (option, _comment_text(self.raw(section, option))))
@@ -683,7 +695,7 @@ class _Converter:
 
     def convert_other(self, section: str, kind: str):
         origin = self.origin(section)
-        options = self.parser.options(section)
+        options = self.own_options(section)
         if kind in _SECTION_NOTES:
             self.header.append("# [%s] (%s): %s" % (section, origin, _SECTION_NOTES[kind]))
             target = self.header

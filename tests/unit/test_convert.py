@@ -105,7 +105,8 @@ def test_debian_layout_with_include(tmp_path):
         "stop_signal": "INT", "stop_timeout": 20}
     for start in ("# [unix_http_server] (", "# [rpcinterface:supervisor] (", "# [supervisorctl] (",
                   "# [include] (", "#   pidfile = /var/run/supervisord.pid: not needed",
-                  "# redirect_stderr = true: not needed", "# stdout_logfile = AUTO: pysuper writes no log files"):
+                  "# redirect_stderr = true: not needed",
+                  "# stdout_logfile = AUTO: pysuper writes no log files"):
         assert any(line.startswith(start) for line in text.splitlines()), start
     assert os.path.join(DATA, "debian", "conf.d", "web.conf:1") in text
 
@@ -119,8 +120,9 @@ def test_laravel_queue_workers_numprocs(tmp_path):
         assert programs[name] == {
             "command": "php /var/www/html/artisan queue:work sqs --sleep=3 --tries=3 --max-time=3600",
             "user": "forge", "autostart": True, "restart": "always", "stop_timeout": 3600}
-    assert "# stopasgroup = true: not needed; pysuper always signals the program's whole process group" in text
-    assert "# killasgroup = true: not needed; pysuper always signals the program's whole process group" in text
+    for option in ("stopasgroup", "killasgroup"):
+        assert "# %s = true: not needed; pysuper always signals the program's whole process group" % option \
+            in text.splitlines()
     assert "# numprocs = 8: one of 8 programs made from [program:laravel-worker]: " + ", ".join(names) in text
     assert "shutdown_timeout seconds (default 9)" in text
 
@@ -131,7 +133,8 @@ def test_django_gunicorn_celery(tmp_path):
     assert list(programs) == ["gunicorn", "celerybeat", "celery"]  # priority 10, 999, 1000
     assert programs["gunicorn"]["stop_signal"] == "QUIT"
     assert programs["gunicorn"]["environment"] == {
-        "DJANGO_SETTINGS_MODULE": "proj.settings.production", "PYTHONPATH": "/srv/proj", "LANG": "en_US.UTF-8"}
+        "DJANGO_SETTINGS_MODULE": "proj.settings.production", "PYTHONPATH": "/srv/proj",
+        "LANG": "en_US.UTF-8"}
     assert programs["celery"]["environment"] == {
         "DJANGO_SETTINGS_MODULE": "proj.settings.production", "C_FORCE_ROOT": "false"}
     assert keys(programs["celery"]) == {
@@ -217,7 +220,8 @@ def test_superlance_listeners_are_reported(tmp_path):
     text, warnings = convert_cli(sample("superlance.conf"), tmp_path)
     assert list(programs_of(text)) == ["app"]
     for name, line in (("crashmail", 8), ("memmon", 12), ("httpok", 16)):
-        assert "%s:%d: [eventlistener:%s] is not supported" % (sample("superlance.conf"), line, name) in warnings
+        assert "%s:%d: [eventlistener:%s] is not supported" % (sample("superlance.conf"), line, name) \
+            in warnings
         assert "# [eventlistener:%s] (" % name in text
     assert "#   command = httpok -p app http://localhost:8080/health" in text
 
@@ -301,7 +305,8 @@ def test_servers_secrets_unknown_options_and_fcgi(tmp_path):
     path = sample("docker-sshd-cron.conf")
     text, warnings = convert_cli(path, tmp_path)
     assert warnings.splitlines() == [
-        "pysuper convert: warning: %s:30: unknown option autorestrat in [program:cron]; kept as a comment" % path,
+        "pysuper convert: warning: %s:30: unknown option autorestrat in [program:cron]; kept as a comment"
+        % path,
         "pysuper convert: warning: %s:32: [fcgi-program:php] is not supported (pysuper does not create "
         "FastCGI sockets); it is kept as a comment" % path]
     assert "s3cret" not in text
@@ -428,10 +433,9 @@ def test_names_pysuper_cannot_use_are_renamed(tmp_path):
     # a valid name is kept; the others are renamed and say so
     assert programs == {"_x": {"command": "/bin/true"}, "web_1_2": {"command": "/bin/true"},
                         "web_1": {"command": "/bin/false"}}
-    assert "# renamed from web@1: pysuper program names are unique and use letters, digits, '_', '-' and '.'" \
-        in text.splitlines()
-    assert "# renamed from +x: pysuper program names are unique and use letters, digits, '_', '-' and '.'" \
-        in text.splitlines()
+    rule = "pysuper program names are unique and use letters, digits, '_', '-' and '.'"
+    assert "# renamed from web@1: " + rule in text.splitlines()
+    assert "# renamed from +x: " + rule in text.splitlines()
 
 
 def test_placeholder_lookalike_text_is_kept(tmp_path):
@@ -440,8 +444,11 @@ def test_placeholder_lookalike_text_is_kept(tmp_path):
 
 
 def test_default_section_applies_to_programs(tmp_path):
-    text, _ = convert_ok("[DEFAULT]\nautorestart=true\n\n[program:a]\ncommand=/bin/true\n", tmp_path)
+    text, warnings = convert_ok("[DEFAULT]\nautorestart=true\n\n[supervisord]\nnodaemon=true\n\n"
+                                "[program:a]\ncommand=/bin/true\n", tmp_path)
     assert programs_of(text)["a"] == {"command": "/bin/true", "restart": "always"}
+    assert warnings == ""  # [supervisord] does not inherit an unknown autorestart
+    assert "#   autorestart = true" in text.splitlines()
 
 
 def test_supervisord_environment_merges_under_program_environment(tmp_path):
@@ -494,7 +501,8 @@ ERRORS = [
     ("[program:a]\ncommand=/bin/true\nautorestart=sometimes\n",
      "3: [program:a] autorestart = sometimes: expected true, false or unexpected"),
     ("[program:a]\ncommand=/bin/true\nexitcodes=0,256\n",
-     "3: [program:a] exitcodes = 0,256: expected exit codes between 0 and 255 separated by commas (e.g. 0,2)"),
+     "3: [program:a] exitcodes = 0,256: expected exit codes between 0 and 255 separated by commas "
+     "(e.g. 0,2)"),
     ("[program:a]\ncommand=/bin/true\nstopsignal=FOO\n",
      "3: [program:a] stopsignal = FOO: expected a signal name such as TERM, INT, QUIT, HUP, KILL, USR1 or a "
      "signal number"),
@@ -516,7 +524,8 @@ ERRORS = [
     ("[program:a]\ncommand=/bin/true\nenvironment=A=\"unclosed\n",
      "3: [program:a] environment: cannot parse 'A=\"unclosed': No closing quotation"),
     ("[program:a]\ncommand=/bin/sh -c 'unclosed\n",
-     "2: [program:a] command: cannot split \"/bin/sh -c 'unclosed\" as supervisord would: No closing quotation"),
+     "2: [program:a] command: cannot split \"/bin/sh -c 'unclosed\" as supervisord would: "
+     "No closing quotation"),
     ("[program:a b]\ncommand=/bin/true\n",
      "1: [program:a b]: invalid name 'a b' (names cannot contain ' ')"),
     ("[program:a]\ncommand=/bin/true\nuser=%(ENV_PYSUPER_TEST_UNSET)s\n",
@@ -585,7 +594,8 @@ def test_error_not_utf8(tmp_path):
     ini.write_bytes(b"[program:a]\ncommand=/bin/echo caf\xe9\n")
     result = pysuper("convert", str(ini))
     assert result.returncode == 2
-    assert result.stderr.decode().splitlines() == ["pysuper convert: error: %s:2: not UTF-8 text (byte 33)" % ini]
+    assert result.stderr.decode().splitlines() == [
+        "pysuper convert: error: %s:2: not UTF-8 text (byte 33)" % ini]
 
 
 def test_command_split_matches_supervisord():
