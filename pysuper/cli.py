@@ -148,6 +148,13 @@ def run(path) -> int:
     from pysuper.supervisor import Supervisor
     loop = Loop()
     supervisor = Supervisor(config, loop)
+    if config.settings.control_socket is not False and os.path.exists(
+            os.path.join(os.path.dirname(__file__), "control.py")):
+        from pysuper import control
+        try:
+            control.serve(supervisor, loop, config_path=config.path)
+        except control.ControlError as exc:
+            return _error(str(exc))
     return supervisor.run()
 
 

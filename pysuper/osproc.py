@@ -5,10 +5,10 @@ owner until its pid is reaped here, and its returncode is then set by hand, so P
 waitpid on its own.
 """
 
-import errno
 import os
 import signal
 import subprocess
+import sys
 from typing import List, Optional, Tuple
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -51,6 +51,32 @@ def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None) -> subp
         raise SpawnError("%s: permission denied" % (exc.filename or argv[0]), 126) from None
     except OSError as exc:
         raise SpawnError("%s: %s" % (argv[0], exc.strerror or exc), 126) from None
+
+
+def spawn_foreground(argv, tty):
+    """Single-program mode: argv in its own process group, inheriting our fds; with a terminal
+    (an fd), as the terminal's foreground group.
+
+    Taking the terminal has to happen in the child before exec (as tini does), or the child could
+    read from the terminal while still in the background. pysuper is single-threaded here, so a
+    preexec_fn is safe; without a terminal, Python >= 3.11 needs none.
+    """
+    kwargs = {}
+    if tty is not None:
+        def take_terminal():
+            os.setpgid(0, 0)
+            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+            try:
+                os.tcsetpgrp(tty, os.getpgrp())
+            finally:
+                signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+        kwargs["preexec_fn"] = take_terminal
+    elif sys.version_info >= (3, 11):
+        kwargs["process_group"] = 0
+    else:
+        kwargs["preexec_fn"] = os.setpgrp
+    # restore_signals resets SIGPIPE and SIGXFSZ, which Python ignores; handlers do not survive exec.
+    return subprocess.Popen(argv, restore_signals=True, close_fds=False, **kwargs)
 
 
 def _supplementary_groups(name, gid) -> List[int]:
@@ -199,10 +225,3 @@ def kill_snapshot(processes, sig: int):
         if stat is not None and stat[1] == start_time:
             kill(pid, sig)
 
-
-def errno_name(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno, str(exc.errno))
-
-
-def ignore_signal(sig: int):
-    signal.signal(sig, signal.SIG_IGN)

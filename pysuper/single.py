@@ -65,11 +65,8 @@ def run(argv) -> int:
                          "orphans will not be reaped\n")
 
     tty = _terminal()
-    # Python ignores SIGPIPE and SIGXFSZ; the child gets default dispositions and an empty mask.
-    defaults = [sig for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTTOU, signal.SIGTTIN)]
     try:
-        pid = os.posix_spawnp(argv[0], argv, dict(os.environ), setpgroup=0, setsigdef=defaults,
-                              setsigmask=())
+        process = osproc.spawn_foreground(argv, tty)
     except FileNotFoundError:
         sys.stderr.write("pysuper: %s: command not found\n" % argv[0])
         return 127
@@ -79,14 +76,8 @@ def run(argv) -> int:
     except OSError as exc:
         sys.stderr.write("pysuper: %s: %s\n" % (argv[0], exc.strerror or exc))
         return 126
+    pid = process.pid
     child["pid"] = pid
-    if tty is not None:
-        previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-        try:
-            os.tcsetpgrp(tty, pid)
-        except OSError:
-            pass
-        signal.signal(signal.SIGTTOU, previous)
     on_sigchld(signal.SIGCHLD)
     if child["code"] is None:
         loop.run()
@@ -98,4 +89,6 @@ def run(argv) -> int:
             pass
         signal.signal(signal.SIGTTOU, previous)
     osproc.reap()
+    process.returncode = child["code"]
     return child["code"]
+
