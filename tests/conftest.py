@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -15,11 +16,27 @@ PYSUPER = [sys.executable, "-m", "pysuper"]
 DEADLINE = 20.0
 
 
+_SOCKET_DIRS = []
+
+
+def _socket_dir():
+    if not _SOCKET_DIRS:
+        import atexit
+        import shutil
+        atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _SOCKET_DIRS])
+    path = tempfile.mkdtemp(prefix="pysuper-test-")
+    _SOCKET_DIRS.append(path)
+    return path
+
+
 def pysuper_env(extra=None):
+    """The environment for a pysuper under test: its own control socket, no colors."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("PYSUPER_CONFIG", None)
-    env.pop("PYSUPER_SOCKET", None)
+    # Each pysuper gets its own socket, so tests (and other pysupers on the machine) never collide
+    # on the default path.
+    env["PYSUPER_SOCKET"] = os.path.join(_socket_dir(), "ctl.sock")
     env["NO_COLOR"] = "1"
     if extra:
         env.update(extra)
