@@ -131,8 +131,12 @@ class Program:
         self.killed = False
         self._go("stop")
         self._snapshot = self.host.snapshot(self)
+        grace = self.config.stop_timeout if timeout is None else min(timeout, self.config.stop_timeout)
+        from pysuper.config import signal_name
+        self.host.log("%s: stopping with %s (SIGKILL after %g s)"
+                      % (self.name, signal_name(self.config.stop_signal), grace))
         self.host.signal(self, self.config.stop_signal)
-        self._arm_kill(self.config.stop_timeout if timeout is None else min(timeout, self.config.stop_timeout))
+        self._arm_kill(grace)
 
     def kill_now(self):
         """SIGKILL the whole process group and its descendants at once (a second SIGTERM)."""
