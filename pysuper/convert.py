@@ -806,6 +806,10 @@ class _Converter:
                 program.keys.append(("stop_timeout", stop_timeout))
             environment = dict(self.supervisord_env)
             environment.update(program_env)
+            host = self.token_host()
+            if any(host in value for value in [command, directory or ""] + list(environment.values())):
+                program.notes.append("# note: %(host_node_name)s became ${HOSTNAME}, which Docker and podman "
+                                     "set in containers; elsewhere export HOSTNAME before starting pysuper")
             program.environment = {key: self.refs.render(value) for key, value in environment.items()}
             for key, value in environment.items():
                 if re.search(r"\$\{?[A-Za-z_]", value):

@@ -356,7 +356,8 @@ def test_converted_config_runs(tmp_path):
         "stdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n")
     out = tmp_path / "pysuper.toml"
     assert pysuper("convert", str(ini), "-o", str(out), cwd=str(tmp_path)).returncode == 0
-    result = pysuper("-c", str(out), cwd=str(tmp_path), timeout=30)
+    result = pysuper("-c", str(out), cwd=str(tmp_path), timeout=30,
+                     env=cli_env(PYSUPER_SOCKET=str(tmp_path / "pysuper.sock")))
     assert result.returncode == 0, result.stderr.decode()
     lines = [" ".join(line.split()) for line in result.stdout.decode().splitlines()]
     assert lines == ["hello | greeting=hi %s $NOT_EXPANDED home=%s at=%s" % (HOME, HOME, tmp_path)]
@@ -418,6 +419,8 @@ def test_host_node_name_is_read_when_pysuper_runs(tmp_path):
     text, _ = convert_ok("[program:a]\ncommand=/bin/echo %(host_node_name)s\n", tmp_path)
     assert programs_of(text)["a"]["command"] == "/bin/echo ${HOSTNAME}"
     assert loaded(text).programs["a"].command == ("/bin/echo", "box")
+    assert "# note: %(host_node_name)s became ${HOSTNAME}, which Docker and podman set in containers; " \
+        "elsewhere export HOSTNAME before starting pysuper" in text.splitlines()
 
 
 def test_env_in_settings_without_expansion_is_resolved_now(tmp_path):
