@@ -1,4 +1,4 @@
-"""TOML config -> frozen dataclasses.
+"""TOML config -> frozen records.
 
 Every value goes through a small pure converter; every problem is collected so the user sees all of
 them at once, each naming the file, the table, the key, the bad value and what was expected.
@@ -11,8 +11,7 @@ import os
 import re
 import shlex
 import signal
-from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional
 
 SEARCH_PATH = ("./pysuper.toml", "/etc/pysuper/pysuper.toml")
 
@@ -29,45 +28,70 @@ class ConfigError(Exception):
         self.errors = list(errors)
 
 
-@dataclass(frozen=True)
-class Settings:
-    log_format: str = "prefix"
-    timestamps: bool = False
-    color: str = "auto"
-    shutdown_timeout: float = 9.0
-    # None: the default search order; False: no control socket; a string: that path.
-    control_socket: Union[None, bool, str] = None
-    control_group: Optional[str] = None
+class Record:
+    """A small frozen record: keyword construction, defaults, equality, repr.
+
+    (dataclasses would cost about 1 MB of resident memory in every container: it imports inspect.)
+    """
+
+    __slots__ = ()
+    FIELDS = ()  # ((name, default), ...); a dict default is copied for each record
+
+    def __init__(self, **values):
+        for name, default in self.FIELDS:
+            value = values.pop(name, default)
+            if isinstance(value, dict) and value is default:
+                value = dict(default)
+            object.__setattr__(self, name, value)
+        if values:
+            raise TypeError("%s has no field %s" % (type(self).__name__, ", ".join(values)))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("%s is frozen" % type(self).__name__)
+
+    def _values(self):
+        return tuple(getattr(self, name) for name, _ in self.FIELDS)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._values() == other._values()
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__,
+                           ", ".join("%s=%r" % (name, getattr(self, name)) for name, _ in self.FIELDS))
+
+    def replace(self, **changes):
+        values = {name: getattr(self, name) for name, _ in self.FIELDS}
+        values.update(changes)
+        return type(self)(**values)
 
 
-@dataclass(frozen=True)
-class ProgramConfig:
-    name: str
-    command: Tuple[str, ...]
-    directory: Optional[str] = None
-    environment: Mapping[str, str] = field(default_factory=dict)
-    user: Optional[str] = None
-    group: Optional[str] = None
-    autostart: bool = True
-    restart: str = "on-failure"
-    exit_codes: Tuple[int, ...] = (0,)
-    start_seconds: float = 1.0
-    start_retries: int = 3
-    stop_signal: int = int(signal.SIGTERM)
-    stop_timeout: float = 10.0
-    critical: bool = False
-    backoff_max: float = 30.0
+class Settings(Record):
+    # control_socket: None for the default search order, False for no socket, or a path.
+    FIELDS = (("log_format", "prefix"), ("timestamps", False), ("color", "auto"), ("shutdown_timeout", 9.0),
+              ("control_socket", None), ("control_group", None))
+    __slots__ = tuple(name for name, _ in FIELDS)
+
+
+class ProgramConfig(Record):
+    FIELDS = (("name", None), ("command", ()), ("directory", None), ("environment", {}), ("user", None),
+              ("group", None), ("autostart", True), ("restart", "on-failure"), ("exit_codes", (0,)),
+              ("start_seconds", 1.0), ("start_retries", 3), ("stop_signal", int(signal.SIGTERM)),
+              ("stop_timeout", 10.0), ("critical", False), ("backoff_max", 30.0))
+    __slots__ = tuple(name for name, _ in FIELDS)
 
     def expects(self, code: int) -> bool:
         """Does this exit code count as success?"""
         return code in self.exit_codes
 
 
-@dataclass(frozen=True)
-class Config:
-    settings: Settings
-    programs: Dict[str, ProgramConfig]
-    path: str = "<string>"
+class Config(Record):
+    FIELDS = (("settings", None), ("programs", {}), ("path", "<string>"))
+    __slots__ = tuple(name for name, _ in FIELDS)
 
 
 # ---------------------------------------------------------------------------------------------
