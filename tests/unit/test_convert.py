@@ -3,9 +3,17 @@ CLI, read back as TOML, checked value by value and validated with `pysuper check
 loader; then the exact error lines for input that cannot be converted."""
 
 import os
+import queue
+import re
 import shlex
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 
 import pytest
 
@@ -361,6 +369,48 @@ def test_converted_config_runs(tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     lines = [" ".join(line.split()) for line in result.stdout.decode().splitlines()]
     assert lines == ["hello | greeting=hi %s $NOT_EXPANDED home=%s at=%s" % (HOME, HOME, tmp_path)]
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (apt-get install nodejs)")
+def test_converted_node_sample_runs_the_app(tmp_path):
+    """The original sample's supervisord config, converted, runs the sample app under pysuper
+    (with /data/app pointed at docker/node-hello, where the image would have copied it)."""
+    app = os.path.join(ROOT, "docker", "node-hello")
+    with open(sample("node-hello.conf")) as handle:
+        ini = handle.read().replace("/data/app", app)
+    (tmp_path / "supervisord.conf").write_text(ini)
+    out = tmp_path / "pysuper.toml"
+    assert pysuper("convert", str(tmp_path / "supervisord.conf"), "-o", str(out)).returncode == 0
+    assert programs_of(out.read_text()) == {"app": {"command": "node index.js", "directory": app}}
+    port = _free_port()
+    env = cli_env(PORT=str(port), HOST="127.0.0.1", PYSUPER_SOCKET=str(tmp_path / "pysuper.sock"))
+    stderr = open(str(tmp_path / "stderr.txt"), "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "pysuper", "-c", str(out)], cwd=str(tmp_path), env=env,
+                            stdout=subprocess.PIPE, stderr=stderr)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.decode()) for line in proc.stdout], daemon=True).start()
+    try:
+        deadline = time.monotonic() + 20
+        seen = []
+        while not any("listening on http://127.0.0.1:%d" % port in line for line in seen):
+            seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+        assert re.match(r"app +\| listening on ", seen[-1]), seen
+        with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=10) as response:
+            assert response.read().startswith(b"Hello World. Greetings from ")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, (tmp_path / "stderr.txt").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+        proc.stdout.close()
 
 
 # ---------------------------------------------------------------------------------------------
