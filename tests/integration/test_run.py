@@ -364,3 +364,27 @@ def test_no_traceback_on_sigint_during_startup(tmp_path):
     _, err = proc.communicate(timeout=15)
     assert b"Traceback" not in err
     assert proc.returncode in (0, 130)
+
+
+def test_user_and_group(run_config):
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("starting programs as another user needs root")
+    ps = run_config('''
+[programs.who]
+command = ["sh", "-c", "id -u; id -g; echo $$HOME $$USER"]
+user = "nobody"
+restart = "never"
+''')
+    assert ps.wait() == 0
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    out = [line.split("| ", 1)[1] for line in ps.out.lines]
+    assert out == [str(nobody.pw_uid), str(nobody.pw_gid), "%s nobody" % nobody.pw_dir]
+
+
+def test_color_always(run_config):
+    ps = run_config('[pysuper]\ncolor = "always"\n[programs.c]\ncommand = ["echo", "hi"]\nrestart = "never"\n')
+    assert ps.wait() == 0
+    assert ps.out.lines == ["\x1b[36mc      \x1b[0m | hi"]
+    assert ps.err.lines[-1].startswith("\x1b[1mpysuper\x1b[0m | ")
