@@ -211,9 +211,6 @@ class _Refs:
     def has_refs(self, text: str) -> bool:
         return self.pattern.search(text) is not None
 
-    def names(self, text: str) -> List[str]:
-        return [self.refs[int(m.group(1))].name for m in self.pattern.finditer(text)]
-
     def render(self, text: str) -> str:
         """pysuper syntax: literal $ doubled, deferred variables as ${NAME}."""
         text = text.replace("$", "$$")
@@ -317,7 +314,7 @@ class _Converter:
                 option_indent = indent
         return sections
 
-    def read_includes(self, main_text: str):
+    def read_includes(self):
         if not self.parser.has_section("include"):
             return
         if not self.parser.has_option("include", "files"):
@@ -966,7 +963,7 @@ def convert_text(text: str, display: str = "<stdin>", main_dir: Optional[str] = 
     while converter.refs.prefix in text:
         converter.refs = _Refs(converter.refs.prefix + "X")
     converter.read(text, display, main_dir)
-    converter.read_includes(text)
+    converter.read_includes()
     if any(converter.refs.prefix in t for t in converter.texts[1:]):
         prefix = converter.refs.prefix
         while any(prefix in t for t in converter.texts):

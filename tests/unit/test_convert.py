@@ -491,6 +491,14 @@ def test_names_pysuper_cannot_use_are_renamed(tmp_path):
     assert "# renamed from +x: " + rule in text.splitlines()
 
 
+def test_path_extended_from_the_environment(tmp_path):
+    text, _ = convert_ok('[supervisord]\nenvironment=PATH="/opt/app/bin:%(ENV_PATH)s"\n\n'
+                         '[program:a]\ncommand=app-server\n', tmp_path)
+    assert programs_of(text)["a"]["environment"] == {"PATH": "/opt/app/bin:${PATH}"}
+    assert loaded(text, {"PATH": "/usr/bin:/bin"}).programs["a"].environment == {
+        "PATH": "/opt/app/bin:/usr/bin:/bin"}
+
+
 def test_placeholder_lookalike_text_is_kept(tmp_path):
     text, _ = convert_ok("[program:a]\ncommand=/bin/echo PYSUPERREF0Z %(ENV_HOME)s\n", tmp_path)
     assert programs_of(text)["a"]["command"] == "/bin/echo PYSUPERREF0Z ${HOME}"
