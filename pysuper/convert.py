@@ -816,6 +816,13 @@ class _Converter:
             programs.append(program)
             made.append(name)
 
+        if not programs:
+            self.footer.append("# [%s] (%s) is not converted: numprocs = 0, so supervisord starts no process "
+                               "from it." % (section, self.origin(section)))
+            self.footer.append("#   command = %s" % _comment_text(self.raw(section, "command")))
+            self.footer.append("")
+            self.warn(section, "numprocs", "[%s] numprocs = 0: no program to convert; kept as a comment"
+                      % section)
         comments = self.program_comments(section, group, made, numprocs, restart, start_seconds,
                                           start_retries, stop_timeout)
         for program in programs:

@@ -499,6 +499,17 @@ def test_path_extended_from_the_environment(tmp_path):
         "PATH": "/opt/app/bin:/usr/bin:/bin"}
 
 
+def test_numprocs_zero_is_reported_not_dropped(tmp_path):
+    text, warnings = convert_ok("[program:a]\ncommand=/bin/true\n\n[program:b]\ncommand=/bin/sleep 9\n"
+                                "numprocs=0\n", tmp_path)
+    assert list(programs_of(text)) == ["a"]
+    assert "# [program:b] (%s:4) is not converted: numprocs = 0, so supervisord starts no process from it." \
+        % (tmp_path / "supervisord.conf") in text.splitlines()
+    assert "#   command = /bin/sleep 9" in text.splitlines()
+    assert warnings == "pysuper convert: warning: %s:6: [program:b] numprocs = 0: no program to convert; " \
+        "kept as a comment\n" % (tmp_path / "supervisord.conf")
+
+
 def test_placeholder_lookalike_text_is_kept(tmp_path):
     text, _ = convert_ok("[program:a]\ncommand=/bin/echo PYSUPERREF0Z %(ENV_HOME)s\n", tmp_path)
     assert programs_of(text)["a"]["command"] == "/bin/echo PYSUPERREF0Z ${HOME}"
