@@ -916,6 +916,7 @@ class _Converter:
             lines.extend(self.footer)
         while lines and lines[-1] == "":
             lines.pop()
+        lines = [_comment_text(line) if line.startswith("#") else line for line in lines]
         return "\n".join(lines) + "\n"
 
 
@@ -1026,11 +1027,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         output, _ = convert_file(args.file, warnings)
     except ConvertError as exc:
         for warning in warnings:
-            sys.stderr.write("%s: warning: %s\n" % (PROG, warning))
-        sys.stderr.write("%s: error: %s\n" % (PROG, exc))
+            sys.stderr.write("%s: warning: %s\n" % (PROG, _comment_text(warning)))
+        sys.stderr.write("%s: error: %s\n" % (PROG, _comment_text(str(exc))))
         return 2
     for warning in warnings:
-        sys.stderr.write("%s: warning: %s\n" % (PROG, warning))
+        sys.stderr.write("%s: warning: %s\n" % (PROG, _comment_text(warning)))
     data = output.encode("utf-8")
     if args.output and args.output != "-":
         try:
