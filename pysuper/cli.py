@@ -148,8 +148,7 @@ def run(path) -> int:
     from pysuper.supervisor import Supervisor
     loop = Loop()
     supervisor = Supervisor(config, loop)
-    if config.settings.control_socket is not False and os.path.exists(
-            os.path.join(os.path.dirname(__file__), "control.py")):
+    if config.settings.control_socket is not False:
         from pysuper import control
         try:
             control.serve(supervisor, loop, config_path=config.path)
