@@ -292,13 +292,31 @@ class Supervisor:
                 self._waiters.append((predicate, callback))
 
     def start_program(self, name: str, done: Callable[[str], None]):
-        """Start; done(state) once it is RUNNING or has failed (BACKOFF, EXITED, FATAL)."""
-        program = self.programs[name]
-        if program.state in (RUNNING,):
+        """Start; done(state) once it is RUNNING or has failed (BACKOFF, EXITED, FATAL).
+
+        A program that is still stopping is started once it has stopped. If another request stops
+        it meanwhile to restart it, this one waits for that start; a stop by hand (held), a reload
+        that replaces or removes it, or a shutdown ends the wait.
+        """
+        from pysuper.program import STOPPING
+        program = self.programs.get(name)
+        if program is None or self.shutting_down:
+            return done(program.state if program is not None else STOPPED)
+        if program.state == RUNNING:
             return done(program.state)
+        if program.state == STOPPING:
+            self.when(lambda: program.state != STOPPING or self.programs.get(name) is not program,
+                      lambda: self.start_program(name, done))
+            return None
         program.start()
-        self.when(lambda: program.state in (RUNNING, BACKOFF, EXITED, FATAL, STOPPED),
-                  lambda: done(program.state))
+
+        def settled():
+            if self.shutting_down or self.programs.get(name) is not program:
+                return True
+            return program.state in (RUNNING, BACKOFF, EXITED, FATAL) or (program.state == STOPPED
+                                                                          and program.held)
+        self.when(settled, lambda: done(program.state))
+        return None
 
     def stop_program(self, name: str, done: Callable[[str], None]):
         """Stop and hold; done(state) once the process group is gone."""
@@ -307,9 +325,15 @@ class Supervisor:
         self.when(lambda: program.state not in ACTIVE, lambda: done(program.state))
 
     def restart_program(self, name: str, done: Callable[[str], None]):
+        """Stop, then start; done(state) as for start_program.
+
+        Concurrent restarts of one program share one stop: a request whose stop someone else's
+        start has already followed waits for that start instead of stopping the program again.
+        """
         program = self.programs[name]
+        asked = self.now()
         program.stop()
-        self.when(lambda: program.state not in ACTIVE,
+        self.when(lambda: program.state not in ACTIVE or (program.started_at or asked) > asked,
                   lambda: self.start_program(name, done))
 
     def signal_program(self, name: str, signum: int) -> bool:
