@@ -4,15 +4,10 @@
 const intervalMs = Number(process.env.HEARTBEAT_MS || 2000);
 
 let beats = 0;
-console.error(`worker started (pid ${process.pid}), heartbeat every ${intervalMs} ms`);
+let timer = null;
 
-function beat() {
-  beats += 1;
-  console.log(`heartbeat ${beats}`);
-}
-beat();
-const timer = setInterval(beat, intervalMs);
-
+// pysuper sends SIGTERM (stop_signal) on shutdown. The handlers are in place before the
+// first line is written, so a stop that follows the first heartbeat is always handled.
 function shutdown(signal) {
   clearInterval(timer);
   console.error(`${signal} received after ${beats} heartbeats, exiting`);
@@ -20,3 +15,12 @@ function shutdown(signal) {
 }
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
+
+function beat() {
+  beats += 1;
+  console.log(`heartbeat ${beats}`);
+}
+
+console.error(`worker started (pid ${process.pid}), heartbeat every ${intervalMs} ms`);
+beat();
+timer = setInterval(beat, intervalMs);

@@ -320,8 +320,15 @@ def test_healthcheck_runs_pysuper_ctl_health(hello):
     if not (ROOT / "pysuper" / "ctl.py").is_file():
         pytest.skip("`pysuper ctl` is not part of this source tree (pysuper/ctl.py)")
     wait_ready(hello)
-    probe = podman("exec", hello.name, "pysuper", "ctl", "health", check=False)
-    text = (probe.stdout + probe.stderr).decode(errors="replace")
+    # unhealthy while the programs are STARTING (start_seconds = 1), then healthy
+    deadline = time.monotonic() + 10
+    while True:
+        probe = podman("exec", hello.name, "pysuper", "ctl", "health", check=False)
+        text = (probe.stdout + probe.stderr).decode(errors="replace")
+        if probe.returncode == 0 or time.monotonic() > deadline:
+            break
+        assert probe.returncode == 1 and "STARTING" in text, text
+        time.sleep(0.2)  # polling a state from outside; there is no event to wait on
     assert probe.returncode == 0, text
     # the image's HEALTHCHECK (kept by --format=docker) runs the same command
     check = podman("healthcheck", "run", hello.name, check=False)
