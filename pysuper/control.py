@@ -282,6 +282,26 @@ def _encode(message: dict) -> bytes:
     return (json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8", "surrogateescape")
 
 
+def _loop_callback(method):
+    """For methods the loop calls: a bug is logged (and drops the client), it never stops pysuper."""
+    import functools
+
+    @functools.wraps(method)
+    def run(self, *args):
+        try:
+            return method(self, *args)
+        except Exception as exc:
+            server = self if isinstance(self, Server) else self.server
+            server.log("internal error in %s: %s: %s" % (method.__name__, type(exc).__name__, exc))
+            if isinstance(self, Client):
+                try:
+                    self.close()
+                except Exception:
+                    pass
+        return None
+    return run
+
+
 class Server:
     def __init__(self, supervisor, loop, sock, path, gid, config_path):
         self.supervisor = supervisor
@@ -293,7 +313,7 @@ class Server:
         self.config_path = config_path
         self.clients = set()
         self.exit_waiters = []  # requests that wait for pysuper to exit (shutdown)
-        self.metrics = Metrics(loop, supervisor)
+        self.metrics = Metrics(self)
         self.reloader = Reloader(self)
         self.own_uid = os.geteuid()
         info = os.stat(path)
@@ -308,6 +328,7 @@ class Server:
         self.supervisor.log("control: %s" % text)
 
     # -- connections -------------------------------------------------------------------------
+    @_loop_callback
     def _on_accept(self):
         for _ in range(ACCEPT_BATCH):
             try:
@@ -337,6 +358,7 @@ class Server:
             self.loop.remove_reader(self.fd)
             self._accept_timer = self.loop.call_later(1.0, self._resume_accepting)
 
+    @_loop_callback
     def _resume_accepting(self):
         self._accept_timer = None
         if not self.closed:
@@ -357,6 +379,7 @@ class Server:
             return False
 
     # -- reload ------------------------------------------------------------------------------
+    @_loop_callback
     def _on_sighup(self):
         self.log("received SIGHUP; reloading %s" % (self.config_path or "the config"))
         self.reloader.request(self._log_reload)
@@ -473,6 +496,7 @@ class Client:
             self.timer.cancel()
             self.timer = None
 
+    @_loop_callback
     def _on_timeout(self):
         self.timer = None
         if self.request is not None or self.closed:
@@ -483,6 +507,7 @@ class Client:
             self.close()  # idle
 
     # -- reading -----------------------------------------------------------------------------
+    @_loop_callback
     def _on_readable(self):
         try:
             data = self.conn.recv(65536)
@@ -583,6 +608,7 @@ class Client:
         if self.inbuf:
             self.loop.call_soon(self._continue)
 
+    @_loop_callback
     def _continue(self):
         if not self.closed and self.request is None:
             self._next_requests()
@@ -605,6 +631,7 @@ class Client:
         if not self.writing:
             self._write()
 
+    @_loop_callback
     def _write(self):
         while self.outbuf:
             try:
@@ -785,9 +812,10 @@ def _not_shutting_down(supervisor):
 class Metrics:
     """Two samples METRICS_INTERVAL apart, taken from the loop's timers; concurrent requests share them."""
 
-    def __init__(self, loop, supervisor):
-        self.loop = loop
-        self.supervisor = supervisor
+    def __init__(self, server):
+        self.server = server
+        self.loop = server.loop
+        self.supervisor = server.supervisor
         self.waiting = []
         self.first = None
         self.started = 0.0
@@ -837,23 +865,22 @@ class Metrics:
             sample[name] = tree
         return sample
 
+    @_loop_callback
     def _finish(self):
-        elapsed = max(1e-6, self.loop.time() - self.started)
-        try:
-            second = self._sample()
-        except Exception:
-            second = {}
+        waiting, self.waiting = self.waiting, []
         first, self.first = self.first or {}, None
         result = {}
-        for name, tree in second.items():
-            before = first.get(name, {})
-            cpu = sum(max(0.0, used - before[key][0]) for key, (used, _) in tree.items() if key in before)
-            result[name] = {"cpu_percent": round(cpu / elapsed * 100.0, 1),
-                            "memory_bytes": sum(rss for _, rss in tree.values()),
-                            "processes": len(tree)}
-        waiting, self.waiting = self.waiting, []
-        for callback in waiting:
-            callback(result)  # each is _guarded
+        try:
+            elapsed = max(1e-6, self.loop.time() - self.started)
+            for name, tree in self._sample().items():
+                before = first.get(name, {})
+                cpu = sum(max(0.0, used - before[key][0]) for key, (used, _) in tree.items() if key in before)
+                result[name] = {"cpu_percent": round(cpu / elapsed * 100.0, 1),
+                                "memory_bytes": sum(rss for _, rss in tree.values()),
+                                "processes": len(tree)}
+        finally:
+            for callback in waiting:
+                callback(result)  # each is _guarded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -885,7 +912,14 @@ class Reloader:
     def _next(self):
         if not self.queue:
             return
-        done = self.queue[0]
+        try:
+            self._apply(self.queue[0])
+        except Exception as exc:  # a bug must not leave the queue stuck or stop pysuper
+            self.server.log("internal error while reloading: %s: %s" % (type(exc).__name__, exc))
+            self._done(self.queue[0], None, ["internal error while reloading: %s: %s"
+                                             % (type(exc).__name__, exc)])
+
+    def _apply(self, done):
         supervisor = self.server.supervisor
         try:
             config, errors = self._load()

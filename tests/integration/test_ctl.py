@@ -148,7 +148,7 @@ def test_stop_honours_stop_signal_and_stop_timeout(run_pysuper):
     stop_signal = "INT"
 
     [programs.stubborn]
-    command = ["%(python)s", "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(3600)"]
+    command = ["%(python)s", "-c", "import signal as s, time; s.signal(s.SIGTERM, s.SIG_IGN); time.sleep(3600)"]
     start_seconds = 0.2
     stop_timeout = 0.5
     """ % {"python": PYTHON, "talker": json.dumps(TALKER)}

@@ -301,6 +301,11 @@ def test_malformed_requests_get_an_error_and_the_connection_survives(pysuper_ins
         # Several requests in one write are answered in order.
         client.send_raw(b'{"cmd": "health", "id": 1}\n\n{"cmd": "status", "id": 2}\n{"cmd": "version", "id": 3}\n')
         assert [client.receive()["id"] for _ in range(3)] == [1, 2, 3]
+    with Client(ps.socket) as client:  # as `echo ... | socat - UNIX-CONNECT:...` does: write, half-close, read
+        client.send_raw(b'{"v": 1, "cmd": "health"}')  # the last line may lack its newline
+        client.sock.shutdown(socket.SHUT_WR)
+        assert client.receive() == {"v": 1, "ok": True, "data": {"healthy": True, "problems": []}}
+        assert client.receive() is None
     assert ps.proc.poll() is None
 
 
