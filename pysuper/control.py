@@ -139,11 +139,14 @@ def _private_dir(directory: str, gid):
         raise ControlError("cannot set the permissions of %s: %s" % (directory, exc.strerror or exc)) from None
 
 
-def _chosen_dir(directory: str):
+def _chosen_dir(directory: str, gid):
     """A directory the user chose: create it if missing; refuse one that others could write."""
     if not os.path.isdir(directory):
         try:
             os.makedirs(directory, 0o700)
+            if gid is not None:  # the group must be able to reach the socket
+                os.chown(directory, -1, gid)
+                os.chmod(directory, 0o710)
         except OSError as exc:
             raise ControlError("cannot create the control socket directory %s: %s"
                                % (directory, exc.strerror or exc)) from None
@@ -208,7 +211,7 @@ def bind(path: str, origin: str, gid=None):
     if origin == "default":
         _private_dir(directory, gid)
     else:
-        _chosen_dir(directory)
+        _chosen_dir(directory, gid)
     try:
         info = os.lstat(path)
     except FileNotFoundError:

@@ -109,11 +109,22 @@ def socket_candidates(socket_flag=None, config_flag=None, environ=None):
 # Talking to pysuper
 
 
+def _present(path: str) -> bool:
+    """Is there something at path? A directory we may not search counts: connect() will say why."""
+    try:
+        os.stat(path)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 class Connection:
     def __init__(self, candidates, timeout):
         self.sock = None
         self.buffer = b""
-        existing = [(path, origin) for path, origin in candidates if os.path.exists(path)]
+        existing = [(path, origin) for path, origin in candidates if _present(path)]
         path, origin = (existing or candidates)[0]
         self.path = path
         where = "%s (%s)" % (path, origin) if origin not in ("default",) else path

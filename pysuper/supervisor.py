@@ -404,6 +404,8 @@ class Supervisor:
         if program is not None and program.state not in ACTIVE and name not in self.config.programs:
             del self.programs[name]
             self._launch.pop(name, None)
+            if self._waiters:
+                self.loop.call_soon(self._run_waiters)  # requests waiting on this program
             self._schedule_check()
 
     def _replace(self, name: str, was_running: bool):
