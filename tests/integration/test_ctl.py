@@ -192,10 +192,12 @@ def test_signal(run_pysuper):
     ps.stdout.wait_for(r"^web\s+\| got SIGHUP$")
     assert ps.status()["web"]["pid"] == pid
 
+    mark = len(ps.stdout.lines)
     done = ps.ctl("signal", "sigusr1", "all")
     assert done.returncode == 1  # task is not running
     assert "task: not running (EXITED)" in done.stderr
-    ps.stdout.wait_for(r"^web\s+\| got SIGUSR1$", start=ps.stdout.count("got SIGUSR1") and 0)
+    assert "web: sent SIGUSR1" in done.stdout and "worker: sent SIGUSR1" in done.stdout
+    ps.stdout.wait_for(r"^web\s+\| got SIGUSR1$", start=mark)
     bad = ps.ctl("signal", "SIGFOO", "web")
     assert bad.returncode == 2 and "signal" in bad.stderr
     assert ps.ctl("signal", "HUP").returncode == 2

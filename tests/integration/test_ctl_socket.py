@@ -352,7 +352,7 @@ def test_slow_and_vanishing_clients_do_not_stall_pysuper(pysuper_instances):
     assert ps.proc.poll() is None
 
 
-def test_a_client_that_never_completes_its_request_is_dropped(pysuper_instances, monkeypatch):
+def test_a_client_that_never_completes_its_request_is_dropped(pysuper_instances):
     ps = pysuper_instances()
     with Client(ps.socket, timeout=control.REQUEST_TIMEOUT + 10) as client:
         client.send_raw(b'{"v": 1, "cmd": ')
