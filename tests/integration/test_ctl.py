@@ -312,6 +312,57 @@ def test_reload_adds_changes_removes_and_leaves_the_rest(run_pysuper):
         ps.cleanup()
 
 
+def _processes_with_env(marker: bytes):
+    """Pids of live (not zombie) processes whose environment contains `marker`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as handle:
+                env = handle.read().split(b"\0")
+            with open("/proc/%s/stat" % entry) as handle:
+                state = handle.read().rsplit(") ", 1)[1][0]
+        except OSError:
+            continue
+        if marker in env and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def test_overlapping_reloads_are_applied_one_after_the_other(run_pysuper):
+    """A second reload waits until the first has settled: never two copies of a changed program."""
+    slow = """
+    [programs.slow]
+    command = ["sh", "-c", "trap '' TERM; exec sleep 1000"]
+    start_seconds = 0.1
+    stop_timeout = 1
+    environment = { TAG = "%s", RUN = "@DIR@" }
+    """
+    ps = run_pysuper(slow % "zero", wait=("slow",))
+    ps.write_config(slow % "one")
+    first = subprocess.Popen([PYTHON, "-m", "pysuper", "ctl", "reload"], env=ps.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    try:
+        ps.wait_state("slow", "STOPPING")  # the first reload is waiting for stop_timeout
+        ps.write_config(slow % "two")
+        second = ps.ctl("reload", check=0)
+        assert second.stdout.strip() == "changed: slow"
+        out, err = first.communicate(timeout=30)
+        assert first.returncode == 0, err
+        assert out.decode().strip() == "changed: slow"
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)
+    ps.wait_state("slow", "RUNNING")
+    run = ("RUN=%s" % ps.dir).encode()
+    pids = _processes_with_env(run)
+    assert len(pids) == 1, pids
+    with open("/proc/%d/environ" % pids[0], "rb") as handle:
+        assert b"TAG=two" in handle.read().split(b"\0")
+
+
 @pytest.mark.parametrize("broken, message", [
     ("[programs.keep\ncommand = 'x'\n", "invalid TOML"),
     ("[programs.keep]\ncommand = 'sleep 1001'\nrestart = 'sometimes'\n", "restart"),
