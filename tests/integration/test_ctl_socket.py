@@ -77,6 +77,20 @@ def _as_user(uid, gid, groups, args, env=None):
     return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
+_IMPORTABLE = []
+
+
+def _require_pysuper_for_nobody():
+    """Skip unless uid NOBODY can run this source tree (a checkout under /root cannot be read)."""
+    if not _IMPORTABLE:
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+        code, _, err = _as_user(NOBODY, NOBODY, [], [SYSTEM_PYTHON, "-c", "import pysuper.ctl, pysuper.cli"],
+                                env)
+        _IMPORTABLE.append(err.strip().splitlines()[-1] if code else "")
+    if _IMPORTABLE[0]:
+        pytest.skip("uid %d cannot import pysuper from %s: %s" % (NOBODY, ROOT, _IMPORTABLE[0]))
+
+
 def _open_path_for_others(ps):
     """Let other uids reach the socket file, so that only the peer check stands in their way."""
     os.chmod(str(ps.dir), 0o711)
@@ -116,11 +130,22 @@ def test_a_peer_of_another_uid_is_refused(pysuper_instances):
     assert out, err
     assert json.loads(out) == {"connect_error": "PermissionError"}
 
-    # The real CLI as that user: one clear line, exit 2.
+
+@needs_root
+@needs_system_python
+def test_ctl_as_a_refused_user_says_so_in_one_line(pysuper_instances):
+    _require_pysuper_for_nobody()
+    ps = pysuper_instances()
+    _open_path_for_others(ps)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "PYSUPER_SOCKET": str(ps.socket)}
     code, out, err = _as_user(NOBODY, NOBODY, [], [SYSTEM_PYTHON, "-m", "pysuper", "ctl", "status"], env)
     assert code == 2, (out, err)
     assert err.startswith("pysuper ctl: permission denied on the control socket") and len(err.splitlines()) == 1
+    os.chmod(str(ps.socket), 0o666)  # past the file mode, the peer check answers
+    code, out, err = _as_user(NOBODY, NOBODY, [], [SYSTEM_PYTHON, "-m", "pysuper", "ctl", "health"], env)
+    assert code == 2, (out, err)
+    assert err == "pysuper ctl: permission denied: uid %d may not control this pysuper (only root, uid %d)\n" % (
+        NOBODY, os.geteuid())
 
 
 def _a_group():
@@ -244,6 +269,7 @@ def test_default_location_for_a_user_without_run_access():
 
 
 def _run_as_nobody_with_defaults(tmp_path):
+    _require_pysuper_for_nobody()
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
     os.chown(str(runtime), NOBODY, NOBODY)
