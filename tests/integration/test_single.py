@@ -7,10 +7,10 @@ import pytest
 
 from conftest import PYSUPER, pysuper_env, py, run_cli
 
-PRINT_SIGNALS = ("import signal, sys\n"
+PRINT_SIGNALS = ("import os, signal, sys\n"
                  "for s in signal.valid_signals():\n"
                  "    if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):\n"
-                 "        try: signal.signal(s, lambda n, f: print(signal.Signals(n).name, flush=True))\n"
+                 "        try: signal.signal(s, lambda n, f: os.write(1, signal.Signals(n).name.encode() + b'\\n'))\n"
                  "        except (OSError, ValueError): pass\n"
                  "print('ready', flush=True)\n"
                  "for line in iter(sys.stdin.readline, ''): pass\n"
