@@ -934,8 +934,8 @@ class Reloader:
             self._done(done, None, errors)
             return
         old_settings = supervisor.config.settings
-        not_applied = [key for key in ("log_format", "timestamps", "color", "shutdown_timeout",
-                                       "control_socket", "control_group")
+        not_applied = [key for key in ("log_format", "timestamps", "color", "control_socket",
+                                       "control_group")
                        if getattr(old_settings, key) != getattr(config.settings, key)]
         programs = supervisor.programs
         old = {name: programs[name] for name in config.programs if name in programs}

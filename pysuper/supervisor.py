@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional
 from pysuper import osproc
 from pysuper.config import Config, ProgramConfig, program_environment, resolve_user, signal_name
 from pysuper.logs import Output
-from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, LIVE, RUNNING, STOPPED, Program, describe_exit
+from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, STOPPING, Program, describe_exit
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
@@ -46,6 +46,7 @@ class Supervisor:
         self._finishing = False
         self._check_pending = False
         self._waiters: List[tuple] = []
+        self._settling: Dict[str, bool] = {}  # name -> was active, while a reload replaces it
         self.on_reload: Optional[Callable[[], None]] = None  # SIGHUP; set by the control server
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
         for program_config in config.programs.values():
@@ -298,7 +299,6 @@ class Supervisor:
         it meanwhile to restart it, this one waits for that start; a stop by hand (held), a reload
         that replaces or removes it, or a shutdown ends the wait.
         """
-        from pysuper.program import STOPPING
         program = self.programs.get(name)
         if program is None or self.shutting_down:
             return done(program.state if program is not None else STOPPED)
@@ -374,43 +374,51 @@ class Supervisor:
     def apply_config(self, config: Config):
         """Replace the config: start added programs, stop removed ones, restart changed ones.
 
-        Returns (added, changed, removed) names. The caller has validated `config`.
+        Returns (added, changed, removed) names. The caller has validated `config`. A changed or
+        removed program is stopped first; once it is gone it is replaced from the config in force at
+        that moment (or dropped), so reloads that follow each other quickly never leave two copies.
+        shutdown_timeout applies at once; the log settings and the control socket need a restart.
         """
         old = self.config.programs
         added = [name for name in config.programs if name not in old]
         removed = [name for name in old if name not in config.programs]
         changed = [name for name in config.programs if name in old and config.programs[name] != old[name]]
         self.config = config
+        self.settings = self.settings.replace(shutdown_timeout=config.settings.shutdown_timeout)
         self.output.set_names(list(self.programs) + added)
-        for name in removed:
-            program = self.programs[name]
-            program.stop()
-            self.when(lambda p=program: p.state not in ACTIVE, lambda n=name: self._forget(n))
-        for name in changed:
-            program = self.programs[name]
-            was_running = program.state in ACTIVE or (not program.held and program.config.autostart
-                                                      and program.state != STOPPED)
-            program.stop()
-            self.when(lambda p=program: p.state not in ACTIVE,
-                      lambda n=name, w=was_running: self._replace(n, w))
+        for name in removed + changed:
+            self._settle_later(name)
         for name in added:
+            if name in self._settling:
+                continue  # the old program of that name is still stopping; it is replaced once gone
             program = self._add(config.programs[name])
             if program.config.autostart:
                 program.start()
         return added, changed, removed
 
-    def _forget(self, name: str):
-        program = self.programs.get(name)
-        if program is not None and program.state not in ACTIVE and name not in self.config.programs:
+    def _settle_later(self, name: str):
+        """Stop `name`, then replace or drop it (see apply_config)."""
+        if name in self._settling:
+            return
+        program = self.programs[name]
+        self._settling[name] = program.state in ACTIVE
+        program.stop()
+        self.when(lambda: program.state not in ACTIVE, lambda: self._settle(name, program))
+
+    def _settle(self, name: str, old: Program):
+        was_active = self._settling.pop(name, False)
+        if self.programs.get(name) is not old:
+            return
+        if name not in self.config.programs:
             del self.programs[name]
             self._launch.pop(name, None)
-            if self._waiters:
-                self.loop.call_soon(self._run_waiters)  # requests waiting on this program
-            self._schedule_check()
-
-    def _replace(self, name: str, was_running: bool):
-        old = self.programs[name]
-        program = self._add(self.config.programs[name])
-        program.restarts = old.restarts
-        if was_running or program.config.autostart:
-            program.start()
+        else:
+            program = self._add(self.config.programs[name])
+            program.restarts = old.restarts
+            if old.held:
+                program.held = True  # stopped by hand: it stays stopped with its new settings
+            elif (was_active or program.config.autostart) and not self.shutting_down:
+                program.start()
+        if self._waiters:
+            self.loop.call_soon(self._run_waiters)  # requests waiting on this program
+        self._schedule_check()
