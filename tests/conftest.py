@@ -46,13 +46,13 @@ def pysuper_env(extra=None):
 class Stream:
     """Collects the lines of a pipe in a thread so tests can wait for a line with a deadline."""
 
-    def __init__(self, pipe):
+    def __init__(self, pipe, name="stream"):
         self.pipe = pipe
         self.lines = []
         self.data = bytearray()
         self.closed = False
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread = threading.Thread(target=self._read, name=name, daemon=True)
         self._thread.start()
 
     def _read(self):
@@ -70,25 +70,38 @@ class Stream:
                     self.data = bytearray(rest)
                 self._cond.notify_all()
 
-    def wait_for(self, pattern, timeout=DEADLINE, count=1, start=0):
-        """The `count`-th line (from index `start`) matching the regex; fail after `timeout` s."""
+    def search(self, pattern, timeout=DEADLINE, start=0, count=1):
+        """(index, match) of the `count`-th line from index `start` that matches the regex; fail after
+        `timeout` seconds or when the pipe closes first."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                found = [line for line in self.lines[start:] if regex.search(line)]
-                if len(found) >= count:
-                    return found[count - 1]
+                found = []
+                for index in range(start, len(self.lines)):
+                    match = regex.search(self.lines[index])
+                    if match:
+                        found.append((index, match))
+                        if len(found) == count:
+                            return found[-1]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.closed:
                     raise AssertionError("no line matching %r (x%d) within %.1fs; got:\n%s"
                                          % (pattern, count, timeout, "\n".join(self.lines[-40:])))
                 self._cond.wait(remaining)
 
+    def wait_for(self, pattern, timeout=DEADLINE, count=1, start=0):
+        """The `count`-th line (from index `start`) matching the regex; fail after `timeout` s."""
+        index, _ = self.search(pattern, timeout, start, count)
+        return self.lines[index]
+
     def matching(self, pattern):
         regex = re.compile(pattern)
         with self._cond:
             return [line for line in self.lines if regex.search(line)]
+
+    def count(self, pattern):
+        return len(self.matching(pattern))
 
     def wait_closed(self, timeout=DEADLINE):
         self._thread.join(timeout)
@@ -97,7 +110,11 @@ class Stream:
             self.lines.append(self.data.decode("utf-8", "replace"))
             self.data = bytearray()
 
-    @property
+    def join(self, timeout=DEADLINE):
+        """Every line, once the pipe has closed."""
+        self.wait_closed(timeout)
+        return list(self.lines)
+
     def text(self):
         with self._cond:
             return "\n".join(self.lines) + ("\n" + self.data.decode("utf-8", "replace") if self.data else "")
@@ -125,7 +142,8 @@ class Pysuper:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError("pysuper did not exit within %.1fs; stderr:\n%s" % (timeout, self.err.text))
+            raise AssertionError("pysuper did not exit within %.1fs; stderr:\n%s"
+                                 % (timeout, self.err.text())) from None
         if self.out is not None:
             self.out.wait_closed()
         self.err.wait_closed()

@@ -18,7 +18,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +25,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from conftest import Stream
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -121,46 +122,6 @@ def http_get(port, path="/", timeout=20.0):
             time.sleep(0.2)  # nothing to wait on from outside the container's network
 
 
-class LineStream:
-    """Collects the lines of one pipe in a thread; waits on a condition, never sleeps."""
-
-    def __init__(self, pipe, name):
-        self.lines = []
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._read, args=(pipe,), name=name, daemon=True)
-        self._thread.start()
-
-    def _read(self, pipe):
-        for raw in iter(pipe.readline, b""):
-            with self._cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def wait_for(self, pattern, timeout=20.0, start=0):
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for index in range(start, len(self.lines)):
-                    match = regex.search(self.lines[index])
-                    if match:
-                        return index, match
-                start = len(self.lines)
-                left = deadline - time.monotonic()
-                if self._closed or left <= 0:
-                    raise AssertionError("no line matching %r within %.0f s; got:\n%s" % (
-                        pattern, timeout, "\n".join(self.lines[-40:])))
-                self._cond.wait(left)
-
-    def join(self, timeout=10.0):
-        self._thread.join(timeout)
-        return list(self.lines)
-
-
 class Container:
     """A detached container with the port published on 127.0.0.1 and its logs followed."""
 
@@ -171,8 +132,8 @@ class Container:
                *run_args, image)
         self.logs = subprocess.Popen([PODMAN, "logs", "-f", self.name], env=ENV,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.out = LineStream(self.logs.stdout, "stdout")
-        self.err = LineStream(self.logs.stderr, "stderr")
+        self.out = Stream(self.logs.stdout, "stdout")
+        self.err = Stream(self.logs.stderr, "stderr")
 
     def top(self, *fields):
         """Rows of `podman top` (process table seen from the outside)."""
@@ -297,7 +258,7 @@ def test_killed_worker_is_restarted(hello):
     mark_err, mark_out = len(hello.err.lines), len(hello.out.lines)
     os.kill(int(worker[0]["hpid"]), signal.SIGKILL)  # from outside the container
     hello.err.wait_for(r"^pysuper\b.*\bworker\b.*SIGKILL", start=mark_err)
-    _, started = hello.err.wait_for(r"^worker\s*\| worker started \(pid (\d+)\)", start=mark_err)
+    _, started = hello.err.search(r"^worker\s*\| worker started \(pid (\d+)\)", start=mark_err)
     assert started.group(1) != worker[0]["pid"]
     hello.out.wait_for(r"^worker\s*\| heartbeat 1$", start=mark_out)
     assert [r["pid"] for r in hello.top("pid", "args") if "worker.js" in r["args"]] == [started.group(1)]

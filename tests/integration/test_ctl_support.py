@@ -14,9 +14,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
+
+from conftest import Stream
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -29,51 +30,6 @@ def base_env(sock_path):
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["NO_COLOR"] = "1"
     return env
-
-
-class Lines:
-    """Collects the lines of one pipe in a thread; waits on a condition, never sleeps."""
-
-    def __init__(self, pipe, name):
-        self.lines = []
-        self.closed = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._read, args=(pipe,), name=name, daemon=True)
-        self._thread.start()
-
-    def _read(self, pipe):
-        for raw in iter(pipe.readline, b""):
-            with self._cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
-
-    def wait_for(self, pattern, timeout=15.0, start=0):
-        """(index, match) of the first line at or after `start` matching `pattern`."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for index in range(start, len(self.lines)):
-                    match = regex.search(self.lines[index])
-                    if match:
-                        return index, match
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.closed:
-                    raise AssertionError("no line matching %r within %.0f s; got:\n%s"
-                                         % (pattern, timeout, "\n".join(self.lines[-40:])))
-                self._cond.wait(remaining)
-
-    def count(self, pattern) -> int:
-        regex = re.compile(pattern)
-        with self._cond:
-            return sum(1 for line in self.lines if regex.search(line))
-
-    def text(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
 
 
 class Pysuper:
@@ -100,15 +56,15 @@ class Pysuper:
         self.proc = subprocess.Popen([PYTHON, "-m", "pysuper", "-c", str(self.config_path)], cwd=str(self.dir),
                                      env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
-        self.stdout = Lines(self.proc.stdout, "stdout")
-        self.stderr = Lines(self.proc.stderr, "stderr")
+        self.stdout = Stream(self.proc.stdout, "stdout")
+        self.stderr = Stream(self.proc.stderr, "stderr")
         if wait_for:
             self.stderr.wait_for(wait_for)
         return self
 
     def wait_started(self, name, start=0, timeout=15.0):
         """The pid from the next '<name>: started with pid N' line at or after `start`."""
-        index, match = self.stderr.wait_for(r"\| %s: started with pid (\d+)" % re.escape(name), timeout, start)
+        index, match = self.stderr.search(r"\| %s: started with pid (\d+)" % re.escape(name), timeout, start)
         return index, int(match.group(1))
 
     def ctl(self, *args, timeout=30.0, env=None, check=None):

@@ -13,13 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import Stream
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "docker" / "node-hello"
@@ -50,47 +51,6 @@ pytestmark = [
 ]
 
 PREFIXED = re.compile(r"^(?P<name>[\w.-]+)\s*\| (?P<text>.*)$")
-
-
-class LineStream:
-    """Collects the lines of one pipe in a thread; waits on a condition, never sleeps."""
-
-    def __init__(self, pipe, name):
-        self.lines = []
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._read, args=(pipe,), name=name, daemon=True)
-        self._thread.start()
-
-    def _read(self, pipe):
-        for raw in iter(pipe.readline, b""):
-            with self._cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def wait_for(self, pattern, timeout=10.0, start=0):
-        """Index and match of the first line at or after `start` that matches `pattern`."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for index in range(start, len(self.lines)):
-                    match = regex.search(self.lines[index])
-                    if match:
-                        return index, match
-                start = len(self.lines)
-                left = deadline - time.monotonic()
-                if self._closed or left <= 0:
-                    raise AssertionError("no line matching %r within %.0f s; got:\n%s" % (
-                        pattern, timeout, "\n".join(self.lines[-40:])))
-                self._cond.wait(left)
-
-    def join(self, timeout=5.0):
-        self._thread.join(timeout)
-        return list(self.lines)
 
 
 def free_port():
@@ -147,8 +107,8 @@ class Hello:
              sys.executable, "-m", "pysuper", "-c", str(CONFIG)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=str(tmp_path), env=environ)
-        self.out = LineStream(self.proc.stdout, "stdout")
-        self.err = LineStream(self.proc.stderr, "stderr")
+        self.out = Stream(self.proc.stdout, "stdout")
+        self.err = Stream(self.proc.stderr, "stderr")
         self._pid1 = None
 
     @property
@@ -236,7 +196,7 @@ def test_killed_worker_is_restarted(hello):
     mark_err, mark_out = len(hello.err.lines), len(hello.out.lines)
     os.kill(old, signal.SIGKILL)
     hello.err.wait_for(r"^pysuper\b.*\bworker\b.*SIGKILL", start=mark_err)
-    _, started = hello.err.wait_for(r"^worker\s*\| worker started \(pid (\d+)\)", start=mark_err)
+    _, started = hello.err.search(r"^worker\s*\| worker started \(pid (\d+)\)", start=mark_err)
     hello.out.wait_for(r"^worker\s*\| heartbeat 1$", start=mark_out)
     new = hello.program_pid("worker.js")
     assert new != old
@@ -252,7 +212,7 @@ def test_sigterm_stops_both_and_exits_0(hello):
     took = time.monotonic() - started
     assert code == 0, "\n".join(hello.err.join())
     assert took < 9, "shutdown took %.1f s, longer than shutdown_timeout" % took
-    out, err = hello.out.join(), hello.err.join()
+    err = hello.err.join()
     assert any(re.match(r"^web\s*\| SIGTERM received, closing the server$", ln) for ln in err), err
     assert any(re.match(r"^worker\s*\| SIGTERM received after \d+ heartbeats, exiting$", ln)
                for ln in err), err

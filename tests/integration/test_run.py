@@ -159,8 +159,8 @@ backoff_max = 2
 def test_missing_binary_is_a_config_error(run_config):
     ps = run_config('[programs.x]\ncommand = "/nonexistent/bin/thing"\n')
     assert ps.wait() == 2
-    assert "pysuper: error: " in ps.err.text and "/nonexistent/bin/thing is not an executable file" \
-        in ps.err.text
+    assert "pysuper: error: " in ps.err.text() and "/nonexistent/bin/thing is not an executable file" \
+        in ps.err.text()
 
 
 def test_critical_program_ends_pysuper_with_its_code(run_config):
@@ -289,8 +289,7 @@ def test_programs_stop_concurrently(run_config):
     body = toml_list(py("import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                         "print('ready', flush=True)\ntime.sleep(60)"))
     ps = run_config("".join('[programs.p%d]\ncommand = %s\nstop_timeout = 1\n' % (i, body) for i in range(5)))
-    for i in range(5):
-        ps.out.wait_for("ready", count=5)
+    ps.out.wait_for("ready", count=5)
     started = time.monotonic()
     ps.signal(signal.SIGINT)
     assert ps.wait() == 1
