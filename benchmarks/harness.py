@@ -39,9 +39,11 @@ class Tools:
         self.supervisor_version = None
         self.pysuper = None
         self.pysuper_version = None
+        self.pysuper_python = None  # the interpreter pysuper runs on (for -X importtime)
         self.tini = None
         self.dumb_init = None
         self.helper = None  # argv prefix for helper orphans/crash
+        self.writer = None  # argv prefix for the line writer: + NAME COUNT BLOCK STARTFILE
         self.unshare_ok = False
         self.notes = []
 
@@ -50,7 +52,21 @@ def _run(cmd, **kw):
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def setup(install=True, want_pysuper=True):
+def _fingerprint():
+    """Content hash of what a pysuper install is built from."""
+    import hashlib
+    h = hashlib.sha256()
+    pkg = os.path.join(REPO, "pysuper")
+    for name in sorted(os.listdir(pkg)) + ["../pyproject.toml"]:
+        path = os.path.join(pkg, name)
+        if name.endswith((".py", ".toml")) and os.path.isfile(path):
+            h.update(name.encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def setup(install=True, want_pysuper=True, pysuper_exe=None):
     t = Tools()
     py = os.path.join(ENV, "bin", "python")
     if not os.path.exists(py) and install:
@@ -72,21 +88,38 @@ def setup(install=True, want_pysuper=True):
         if found:
             t.supervisord = found
             t.supervisor_version = _run([found, "--version"]).stdout.strip()
-    # pysuper: installed editable from this repository into the same virtualenv.
-    if want_pysuper and t.python and os.path.exists(os.path.join(REPO, "pysuper", "cli.py")):
+    # pysuper: a regular (not editable) install of this repository into the same virtualenv, redone whenever
+    # the sources change. An editable install's import hook would add ~3 MB of RSS and ~15 ms of imports
+    # (pathlib, importlib.util, ...) that no real image carries.
+    if want_pysuper and pysuper_exe:
+        r = _run([pysuper_exe, "--version"])
+        if r.returncode == 0:
+            t.pysuper = pysuper_exe
+            t.pysuper_python = os.path.join(os.path.dirname(pysuper_exe), "python")
+            t.pysuper_version = r.stdout.strip() + " (%s)" % pysuper_exe
+        else:
+            t.notes.append("%s --version failed: %s" % (pysuper_exe, r.stdout.strip()[-300:]))
+    elif want_pysuper and t.python and os.path.exists(os.path.join(REPO, "pysuper", "cli.py")):
         ps = os.path.join(ENV, "bin", "pysuper")
-        probe = _run([py, "-c", "import pysuper, os; print(os.path.dirname(pysuper.__file__))"])
-        if (not os.path.exists(ps) or probe.returncode
-                or os.path.realpath(probe.stdout.strip()) != os.path.join(REPO, "pysuper")) and install:
-            log("installing pysuper (editable) from %s" % REPO)
-            r = _run([py, "-m", "pip", "install", "-q", "-e", REPO])
+        stamp = os.path.join(ENV, "pysuper.fingerprint")
+        fp = _fingerprint()
+        old = read_text(stamp) if os.path.exists(stamp) else ""
+        if install and (fp != old or not os.path.exists(ps)):
+            log("installing pysuper from %s into %s" % (REPO, ENV))
+            r = _run([py, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", REPO])
+            if r.returncode == 0:
+                r = _run([py, "-m", "pip", "install", "-q", REPO])  # dependencies, once
             if r.returncode:
-                t.notes.append("pip install -e %s failed: %s" % (REPO, r.stdout.strip()[-300:]))
+                t.notes.append("pip install %s failed: %s" % (REPO, r.stdout.strip()[-300:]))
+            else:
+                with open(stamp, "w") as f:
+                    f.write(fp)
         if os.path.exists(ps):
             r = _run([ps, "--version"])
             if r.returncode == 0:
                 t.pysuper = ps
-                t.pysuper_version = r.stdout.strip() or r.stdout
+                t.pysuper_python = py
+                t.pysuper_version = r.stdout.strip()
             else:
                 t.notes.append("pysuper --version failed: %s" % r.stdout.strip()[-300:])
     elif want_pysuper:
@@ -110,9 +143,12 @@ def setup(install=True, want_pysuper=True):
             t.notes.append("could not compile helper.c: %s" % r.stdout.strip()[-200:])
     if exe and os.path.exists(exe):
         t.helper = [exe]
+        t.writer = [exe, "write"]
     else:
         t.helper = [t.python or sys.executable, os.path.join(HELPERS, "helper.py")]
-        t.notes.append("no C compiler: orphans/crash helpers run in Python (slower orphan creation)")
+        t.writer = [t.python or sys.executable, "-S", os.path.join(HELPERS, "writer.py")]
+        t.notes.append("no C compiler: writer, orphan and crash helpers run in Python (slower writers, "
+                       "slower orphan creation)")
     t.unshare_ok = bool(shutil.which("unshare")) and _run(
         ["unshare", "--pid", "--fork", "--mount-proc", "true"]).returncode == 0
     if not t.unshare_ok:
@@ -411,6 +447,7 @@ class Supervisord(Target):
         out = [
             "[supervisord]",
             "nodaemon=true",
+            "silent=true",  # its own log only to logfile, not mixed into the programs' output on stdout
             "logfile=%s" % os.path.join(workdir, "supervisord.log"),
             "pidfile=%s" % os.path.join(workdir, "supervisord.pid"),
             "childlogdir=%s" % workdir,

@@ -42,17 +42,25 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and one repeat: a smoke run")
     ap.add_argument("--only", default="", help="comma-separated scenarios: " + ",".join(S.SCENARIOS))
+    ap.add_argument("--targets", default="", help="comma-separated subset of: " + ",".join(COLUMNS))
     ap.add_argument("--out", help="also write the markdown table to FILE")
     ap.add_argument("--no-install", action="store_true", help="use what is installed; install nothing")
     ap.add_argument("--no-pysuper", action="store_true", help="measure the anchors only")
+    ap.add_argument("--pysuper", metavar="EXE", help="measure this pysuper executable (e.g. another checkout's "
+                    "virtualenv) instead of installing this repository into benchmarks/.env")
     args = ap.parse_args(argv)
     selected = [s.strip() for s in args.only.split(",") if s.strip()] or list(S.SCENARIOS)
     unknown = [s for s in selected if s not in S.SCENARIOS]
     if unknown:
         ap.error("unknown scenario %s; choose from %s" % (", ".join(unknown), ", ".join(S.SCENARIOS)))
 
+    wanted = [s.strip() for s in args.targets.split(",") if s.strip()] or list(COLUMNS)
+    unknown = [s for s in wanted if s not in COLUMNS]
+    if unknown:
+        ap.error("unknown target %s; choose from %s" % (", ".join(unknown), ", ".join(COLUMNS)))
     t0 = time.monotonic()
-    tools = H.setup(install=not args.no_install, want_pysuper=not args.no_pysuper)
+    tools = H.setup(install=not args.no_install, want_pysuper=not args.no_pysuper and "pysuper" in wanted,
+                    pysuper_exe=args.pysuper)
     for note in tools.notes:
         H.log(note)
     if not tools.supervisord and not tools.pysuper:
@@ -61,7 +69,7 @@ def main(argv=None):
     root = tempfile.mkdtemp(prefix="pysuper-bench-")
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 3 << 30 else None
     shm_root = tempfile.mkdtemp(prefix="pysuper-bench-", dir=shm)
-    ctx = S.Context(tools, root, shm_root, args.quick, selected)
+    ctx = S.Context(tools, root, shm_root, args.quick, selected, wanted)
     rows = []
     try:
         for name in selected:

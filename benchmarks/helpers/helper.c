@@ -5,6 +5,9 @@
  *       once, then the intermediate exits, so its zombie grandchildren are reparented to the init or
  *       subreaper. After the last intermediate is reaped, writes the CLOCK_MONOTONIC time to MARKER
  *       and sleeps until killed.
+ *   helper write NAME COUNT BLOCK STARTFILE
+ *       Same output as writer.py: COUNT numbered 100-byte lines "NAME SEQ xxx...\n" on stdout, written in
+ *       blocks of exactly BLOCK bytes (lines straddle blocks); CLOCK_MONOTONIC start time to STARTFILE.
  *   helper crash LOG RUN_SECONDS EXITCODE KEEP_AFTER
  *       Appends "S <monotonic>" to LOG, sleeps RUN_SECONDS, appends "E <monotonic>" and exits with
  *       EXITCODE. When LOG already holds KEEP_AFTER or more "S" lines (KEEP_AFTER > 0), it only appends
@@ -45,6 +48,42 @@ static int count_starts(const char *path) {
 
 static void forever(void) { for (;;) pause(); }
 
+static int writer(const char *name, long count, long block, const char *startfile) {
+    enum { LINE = 100 };
+    size_t head = strlen(name) + 1;
+    if (head + 9 + 2 > LINE || block < 1) { fprintf(stderr, "bad name or block\n"); return 2; }
+    char line[LINE];
+    memcpy(line, name, head - 1);
+    line[head - 1] = ' ';
+    line[head + 9] = ' ';
+    memset(line + head + 10, 'x', LINE - head - 11);
+    line[LINE - 1] = '\n';
+    char *buf = malloc(block + LINE);
+    if (!buf) return 1;
+    FILE *f = fopen(startfile, "w");
+    if (!f) { perror(startfile); return 1; }
+    fprintf(f, "%.9f\n", now());
+    fclose(f);
+    long used = 0;
+    for (long seq = 0; seq < count || used > 0;) {
+        while (seq < count && used < block) {
+            long v = seq++;
+            for (int i = 8; i >= 0; i--) { line[head + i] = '0' + v % 10; v /= 10; }
+            memcpy(buf + used, line, LINE);
+            used += LINE;
+        }
+        long n = used < block ? used : block;
+        for (long off = 0; off < n;) {
+            ssize_t w = write(1, buf + off, n - off);
+            if (w < 0) { if (errno == EINTR) continue; perror("write"); return 1; }
+            off += w;
+        }
+        memmove(buf, buf + n, used - n);
+        used -= n;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "orphans") == 0) {
         long n = atol(argv[2]), batch = atol(argv[3]);
@@ -78,6 +117,8 @@ int main(int argc, char **argv) {
         append(argv[2], "E", now());
         return atoi(argv[4]);
     }
-    fprintf(stderr, "usage: helper orphans N BATCH MARKER | helper crash LOG RUN EXIT KEEP_AFTER\n");
+    if (argc == 6 && strcmp(argv[1], "write") == 0)
+        return writer(argv[2], atol(argv[3]), atol(argv[4]), argv[5]);
+    fprintf(stderr, "usage: helper write NAME COUNT BLOCK STARTFILE | helper orphans N BATCH MARKER | helper crash LOG RUN EXIT KEEP_AFTER\n");
     return 2;
 }
