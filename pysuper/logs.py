@@ -17,6 +17,17 @@ MAX_LINE = 1024 * 1024  # longer lines are split into pieces of this size, never
 HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
 RING_BYTES = 256 * 1024  # per program and stream, for `pysuper ctl logs`
+IOV_MAX = 512
+# A program that writes fast (above FAST_RATE bytes/s) gets a pipe of BIG_PIPE bytes, and a read that
+# found that pipe less than half full is followed by a rest of BATCH_DELAY before the next one: the
+# program goes on writing into the larger pipe meanwhile, and pysuper reads large blocks instead of a
+# few lines at a time (far less CPU per line). A quiet program keeps its default pipe and every line
+# is relayed at once.
+FAST_RATE = 20 * 1024 * 1024
+RATE_WINDOW = 0.1
+BIG_PIPE = 1024 * 1024
+BATCH_DELAY = 0.001
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named there only from Python 3.10
 
 COLORS = (b"\x1b[36m", b"\x1b[33m", b"\x1b[32m", b"\x1b[35m", b"\x1b[34m", b"\x1b[31m",
           b"\x1b[96m", b"\x1b[93m", b"\x1b[92m", b"\x1b[95m", b"\x1b[94m", b"\x1b[91m")
@@ -46,7 +57,22 @@ class LineSplitter:
         self._parts = []
         self._size = 0
 
+    def split(self, data: bytes):
+        """Whole lines without copying: (head, data, cut), the lines being b"".join(head) +
+        data[:cut], where head holds the start of the first line from earlier reads; or None.
+        """
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 or self._size + cut > self.limit:
+            block = self.feed(data)
+            return ((), block, len(block)) if block else None
+        head = self._parts
+        rest = len(data) - cut
+        self._parts = [data[cut:]] if rest else []
+        self._size = rest
+        return head, data, cut
+
     def feed(self, data: bytes) -> bytes:
+        """Whole lines as one block (each line ending in a newline), or b""."""
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             self._parts.append(data)
@@ -107,27 +133,33 @@ class LineSplitter:
 
 
 class Ring:
-    """The last RING_BYTES of a program's output, kept as raw blocks, plus live followers."""
+    """The last RING_BYTES of a program's output, kept as it was read, plus live followers."""
 
     def __init__(self, limit: int = RING_BYTES):
         self.limit = limit
-        self.blocks = deque()
+        self.blocks = deque()  # (stream, head, data, cut): see LineSplitter.split
         self.size = 0
         self.followers = []
 
     def append(self, stream: str, block: bytes):
-        self.blocks.append((stream, block))
-        self.size += len(block)
+        self.add(stream, (), block, len(block))
+
+    def add(self, stream: str, head, data: bytes, cut: int):
+        self.blocks.append((stream, head, data, cut))
+        self.size += cut + sum(len(part) for part in head)
         while self.size > self.limit and len(self.blocks) > 1:
-            self.size -= len(self.blocks.popleft()[1])
-        for follower in list(self.followers):
-            follower(stream, block)
+            _, old_head, _, old_cut = self.blocks.popleft()
+            self.size -= old_cut + sum(len(part) for part in old_head)
+        if self.followers:
+            block = _join(head, data, cut)
+            for follower in list(self.followers):
+                follower(stream, block)
 
     def lines(self, count=None):
         """The last `count` lines as [(stream, line bytes without newline)]."""
         out = []
-        for stream, block in reversed(self.blocks):
-            lines = block.split(b"\n")
+        for stream, head, data, cut in reversed(self.blocks):
+            lines = _join(head, data, cut).split(b"\n")
             if lines and lines[-1] == b"":
                 lines.pop()
             for line in reversed(lines):
@@ -135,6 +167,11 @@ class Ring:
                 if count is not None and len(out) >= count:
                     return out[::-1]
         return out[::-1]
+
+
+def _join(head, data: bytes, cut: int) -> bytes:
+    body = data if cut == len(data) else data[:cut]
+    return b"".join(list(head) + [body]) if head else body
 
 
 class Sink:
@@ -167,22 +204,29 @@ class Sink:
             except OSError:
                 self.fd = fd  # a socket: only write when select() says writable
 
-    def write(self, data: bytes):
-        if self.broken or not data:
+    def write(self, data):
+        """Write bytes, or a list of bytes-like pieces, in this order and whole."""
+        if self.broken:
             return
+        pieces = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
         if self.buffer:
-            self.buffer.append(data)
-            self.size += len(data)
+            for piece in pieces:
+                if len(piece):
+                    self.buffer.append(piece)
+                    self.size += len(piece)
         else:
-            self._write_now(data)
+            self._write_now(pieces)
         if self.size > HIGH_WATER and not self.paused:
             self._set_paused(True)
 
-    def _write_now(self, data: bytes):
-        view = memoryview(data)
-        while view:
+    def _write_now(self, pieces):
+        pieces = [piece for piece in pieces if len(piece)]
+        while pieces:
             try:
-                written = os.write(self.fd, view)
+                if len(pieces) == 1:
+                    written = os.write(self.fd, pieces[0])
+                else:
+                    written = os.writev(self.fd, pieces[:IOV_MAX])
             except BlockingIOError:
                 break
             except InterruptedError:
@@ -190,34 +234,39 @@ class Sink:
             except OSError:  # EPIPE and friends: nobody reads this output any more
                 self._break()
                 return
-            view = view[written:]
+            done = 0
+            while done < len(pieces) and written >= len(pieces[done]):
+                written -= len(pieces[done])
+                done += 1
+            pieces = pieces[done:]
+            if written:
+                pieces[0] = memoryview(pieces[0])[written:]
             if not self.direct and self.fd in (1, 2):
                 break  # a shared blocking socket: write one piece per writable event
-        if view:
-            rest = bytes(view)
-            self.buffer.appendleft(rest)
-            self.size += len(rest)
+        if pieces:
+            for piece in reversed(pieces):
+                self.buffer.appendleft(piece)
+                self.size += len(piece)
             if not self._watching:
                 self._watching = True
                 self.loop.add_writer(self.fd, self._on_writable)
 
     def _on_writable(self):
-        data = self._take()
-        self._write_now(data)
+        self._write_now(self._take())
         if not self.buffer and self._watching:
             self._watching = False
             self.loop.remove_writer(self.fd)
         if self.paused and self.size < LOW_WATER:
             self._set_paused(False)
 
-    def _take(self) -> bytes:
-        parts, size = [], 0
-        while self.buffer and size < READ_SIZE * 4:
-            part = self.buffer.popleft()
-            parts.append(part)
-            size += len(part)
+    def _take(self):
+        pieces, size = [], 0
+        while self.buffer and size < READ_SIZE * 4 and len(pieces) < IOV_MAX:
+            piece = self.buffer.popleft()
+            pieces.append(piece)
+            size += len(piece)
         self.size -= size
-        return b"".join(parts)
+        return pieces
 
     def _break(self):
         self.broken = True
@@ -249,8 +298,7 @@ class Sink:
             except (OSError, ValueError):
                 return
             if writable:
-                data = self._take()
-                self._write_now(data)
+                self._write_now(self._take())
                 if self._watching:
                     self._watching = False
                     self.loop.remove_writer(self.fd)
@@ -267,6 +315,24 @@ class Formatter:
         if color:
             label = color + label + RESET
         self.label = label + b" | "
+        self._newline_label = b"\n" + self.label
+
+    def pieces(self, stream: str, head, data: bytes, cut: int):
+        """What to write for the whole lines b"".join(head) + data[:cut] (see LineSplitter.split),
+        as pieces for writev(): the prefix goes in with one bytes.replace() and no other copy."""
+        if self.fmt == "json":
+            return [self._json(stream, _join(head, data, cut))]
+        if self.timestamps:
+            prefix = timestamp().encode() + b" " + self.label
+            newline_prefix = b"\n" + prefix
+        else:
+            prefix, newline_prefix = self.label, self._newline_label
+        replaced = data.replace(b"\n", newline_prefix)
+        if cut == len(data):
+            end = len(replaced) - len(prefix)
+        else:
+            end = replaced.rfind(b"\n") + 1
+        return [prefix] + list(head) + [memoryview(replaced)[:end]]
 
     def __call__(self, stream: str, block: bytes) -> bytes:
         if self.fmt == "json":
@@ -299,12 +365,16 @@ class Relay:
         self.splitter = LineSplitter()
         self.closed = False
         self.reading = False
+        self._rest_timer = None
+        self._fast = False  # a big pipe and rests between reads (see FAST_RATE)
+        self._window_start = loop.time()
+        self._window_bytes = 0
         sink.listeners.append(self._on_sink_paused)
         if not sink.paused:
             self._resume()
 
     def _resume(self):
-        if not self.reading and not self.closed:
+        if not self.reading and not self.closed and self._rest_timer is None and not self.sink.paused:
             self.reading = True
             self.loop.add_reader(self.fd, self._on_readable)
 
@@ -320,17 +390,41 @@ class Relay:
             self._resume()
 
     def _on_readable(self):
-        self.read(1)
+        count = self.read(1)
+        if self._fast:
+            if 0 < count < READ_SIZE // 2 and not self.closed:
+                self._pause()
+                self._rest_timer = self.loop.call_later(BATCH_DELAY, self._rested)
+            return
+        self._window_bytes += count
+        now = self.loop.time()
+        if now - self._window_start >= RATE_WINDOW:
+            if self._window_bytes > FAST_RATE * (now - self._window_start):
+                self._go_fast()
+            self._window_start, self._window_bytes = now, 0
 
-    def read(self, rounds: int) -> None:
-        """Read up to `rounds` blocks now (non-blocking)."""
+    def _go_fast(self):
+        import fcntl
+        try:
+            fcntl.fcntl(self.fd, F_SETPIPE_SZ, BIG_PIPE)
+        except OSError:
+            return  # over the user's pipe-buffer quota: stay as it is
+        self._fast = True
+
+    def _rested(self):
+        self._rest_timer = None
+        self._resume()
+
+    def read(self, rounds: int) -> int:
+        """Read up to `rounds` blocks now (non-blocking); the number of bytes read."""
+        total = 0
         for _ in range(rounds):
             if self.closed:
-                return
+                break
             try:
                 data = os.read(self.fd, READ_SIZE)
             except BlockingIOError:
-                return
+                break
             except InterruptedError:
                 continue
             except OSError:
@@ -338,18 +432,33 @@ class Relay:
             if not data:
                 self._emit(self.splitter.flush())
                 self.close()
-                return
-            self._emit(self.splitter.feed(data))
+                break
+            total += len(data)
+            split = self.splitter.split(data)
+            if split is not None:
+                head, data, cut = split
+                self.ring.add(self.stream, head, data, cut)
+                self.sink.write(self.formatter.pieces(self.stream, head, data, cut))
+        return total
 
     def _emit(self, block: bytes):
         if block:
             self.ring.append(self.stream, block)
             self.sink.write(self.formatter(self.stream, block))
 
+    def finish(self):
+        """Relay what is left now (at exit): the pipe's content, then the unfinished last line."""
+        self.read(16)
+        self._emit(self.splitter.flush())
+        self.close()
+
     def close(self):
         if self.closed:
             return
         self._pause()
+        if self._rest_timer is not None:
+            self._rest_timer.cancel()
+            self._rest_timer = None
         self.closed = True
         try:
             self.sink.listeners.remove(self._on_sink_paused)
@@ -433,9 +542,7 @@ class Output:
 
     def close_relays(self):
         for relay in self.relays:
-            relay.read(16)
-            relay._emit(relay.splitter.flush())
-            relay.close()
+            relay.finish()
         self.relays = []
 
     def flush(self, seconds: float = 2.0):
