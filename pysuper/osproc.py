@@ -177,8 +177,8 @@ def set_subreaper() -> bool:
         return False
 
 
-def _process_table():
-    """{pid: (ppid, start_time)} from /proc."""
+def process_table():
+    """{pid: (ppid, start_time)} of every process, from /proc."""
     table = {}
     try:
         entries = os.listdir("/proc")
@@ -204,9 +204,10 @@ def _stat(pid: int):
     return int(fields[1]), int(fields[19])
 
 
-def descendants(pid: int) -> List[Tuple[int, int]]:
-    """[(pid, start_time)] of every live descendant of pid."""
-    table = _process_table()
+def descendants(pid: int, table=None) -> List[Tuple[int, int]]:
+    """[(pid, start_time)] of every live descendant of pid (table: a process_table() to reuse)."""
+    if table is None:
+        table = process_table()
     children = {}
     for child, (parent, _) in table.items():
         children.setdefault(parent, []).append(child)

@@ -47,6 +47,7 @@ class Supervisor:
         self._check_pending = False
         self._waiters: List[tuple] = []
         self._settling: Dict[str, bool] = {}  # name -> was active, while a reload replaces it
+        self._table = None  # see _process_table
         self.on_reload: Optional[Callable[[], None]] = None  # SIGHUP; set by the control server
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
         for program_config in config.programs.values():
@@ -118,14 +119,24 @@ class Supervisor:
         return program.pgid is not None and osproc.killpg(program.pgid, signum)
 
     def snapshot(self, program: Program):
-        return osproc.descendants(program.pid) if program.pid is not None else ()
+        return osproc.descendants(program.pid, self._process_table()) if program.pid is not None else ()
 
     def kill(self, program: Program, snapshot):
         if program.pgid is not None:
             osproc.killpg(program.pgid, signal.SIGKILL)
         if program.pid is not None:
-            snapshot = list(snapshot) + osproc.descendants(program.pid)
+            snapshot = list(snapshot) + osproc.descendants(program.pid, self._process_table())
         osproc.kill_snapshot(snapshot, signal.SIGKILL)
+
+    def _process_table(self):
+        """One scan of /proc per loop round, shared by every program stopped or killed in it."""
+        if self._table is None:
+            self._table = osproc.process_table()
+            self.loop.call_soon(self._forget_table)
+        return self._table
+
+    def _forget_table(self):
+        self._table = None
 
     def group_alive(self, program: Program) -> bool:
         return program.pgid is not None and osproc.group_alive(program.pgid)
