@@ -493,14 +493,21 @@ def resolve_user(program: ProgramConfig):
 
 
 def find_executable(program: ProgramConfig) -> Optional[str]:
-    """The path the command's first word resolves to, or None."""
-    import shutil
+    """The path the command's first word resolves to, or None (like shutil.which, which would
+    import bz2 and lzma into every container)."""
     word = program.command[0]
     if "/" in word:
         path = word if os.path.isabs(word) or not program.directory else os.path.join(program.directory, word)
-        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-    env_path = program_environment(program).get("PATH", os.defpath)
-    return shutil.which(word, path=env_path)
+        return path if _executable(path) else None
+    for directory in program_environment(program).get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", word)
+        if _executable(path):
+            return path
+    return None
+
+
+def _executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def host_problems(config: Config) -> List[str]:
