@@ -201,8 +201,20 @@ class Sink:
             try:
                 self.fd = os.open("/proc/self/fd/%d" % fd, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 self.direct = False
+                if stat.S_ISFIFO(mode):
+                    self._grow_pipe()
             except OSError:
                 self.fd = fd  # a socket: only write when select() says writable
+
+    def _grow_pipe(self):
+        # Room for a whole formatted read (64 KiB plus the prefixes) in the pipe our output goes to, so
+        # that one write takes it instead of a partial write, EAGAIN, a copy into the buffer and a
+        # writable event for the rest.
+        import fcntl
+        try:
+            fcntl.fcntl(self.fd, F_SETPIPE_SZ, BIG_PIPE)
+        except OSError:
+            pass  # over the user's pipe-buffer quota: stay as it is
 
     def write(self, data):
         """Write bytes, or a list of bytes-like pieces, in this order and whole."""
@@ -343,13 +355,13 @@ class Formatter:
         return prefix + block[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
 
     def _json(self, stream: str, block: bytes) -> bytes:
-        import json
-        now = timestamp()
-        out = []
-        for line in block[:-1].split(b"\n"):
-            out.append(json.dumps({"time": now, "program": self.name, "stream": stream,
-                                   "message": line.decode("utf-8", "backslashreplace")}))
-        return ("\n".join(out) + "\n").encode()
+        # What json.dumps({"time": ..., "program": ..., "stream": ..., "message": line}) gives for each
+        # line, with the constant part built once per block and each message escaped by the C encoder.
+        from json.encoder import encode_basestring_ascii as quote
+        head = '{"time": %s, "program": %s, "stream": %s, "message": ' % (
+            quote(timestamp()), quote(self.name), quote(stream))
+        text = block[:-1].decode("utf-8", "backslashreplace")
+        return (head + ("}\n" + head).join(map(quote, text.split("\n"))) + "}\n").encode()
 
 
 class Relay:
