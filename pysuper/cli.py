@@ -128,8 +128,8 @@ def check(path) -> int:
         sys.stderr.write("pysuper: warning: the config itself is valid; the warnings above are about this "
                          "machine (fine when the config is meant for an image), but running it here would "
                          "fail\n")
-    sys.stdout.write("%s: ok, %d program%s\n" % (config.path, len(config.programs),
-                                                 "" if len(config.programs) == 1 else "s"))
+    sys.stderr.write("pysuper: %s: ok, %d program%s\n" % (config.path, len(config.programs),
+                                                          "" if len(config.programs) == 1 else "s"))
     return 0
 
 

@@ -32,10 +32,9 @@ def test_check_lists_programs(tmp_path):
                     '[programs.job]\ncommand = ["true"]\nautostart = false\n')
     result = run_cli(["check", "-c", str(path)])
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == "web  sh -c 'echo hi'  (restart = always)"
-    assert lines[1] == "job  true  (restart = on-failure, autostart = false)"
-    assert lines[2] == "%s: ok, 2 programs" % path
+    assert result.stdout.splitlines() == ["web  sh -c 'echo hi'  (restart = always)",
+                                          "job  true  (restart = on-failure, autostart = false)"]
+    assert result.stderr == "pysuper: %s: ok, 2 programs\n" % path
 
 
 def test_check_bad_config_exits_2(tmp_path):
