@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -39,11 +39,16 @@ def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None) -> subp
             kwargs.update(user=uid, group=gid, extra_groups=_supplementary_groups(name, gid))
             if env is not None:
                 env = _user_environment(env, uid, name)
+    return _popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
+                  start_new_session=True, restore_signals=True, close_fds=True, **kwargs)
+
+
+def _popen(argv, **kwargs) -> subprocess.Popen:
+    """Popen, with exec failures turned into a SpawnError (127: not found, 126: cannot run)."""
     try:
-        return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
-            start_new_session=True, restore_signals=True, close_fds=True, **kwargs)
+        return subprocess.Popen(argv, **kwargs)
     except FileNotFoundError as exc:
+        cwd = kwargs.get("cwd")
         if cwd and not os.path.isdir(cwd):
             raise SpawnError("directory %s does not exist" % cwd, 127) from None
         raise SpawnError("%s: command not found" % (exc.filename or argv[0]), 127) from None
@@ -76,7 +81,7 @@ def spawn_foreground(argv, tty):
     else:
         kwargs["preexec_fn"] = os.setpgrp
     # restore_signals resets SIGPIPE and SIGXFSZ, which Python ignores; handlers do not survive exec.
-    return subprocess.Popen(argv, restore_signals=True, close_fds=False, **kwargs)
+    return _popen(argv, restore_signals=True, close_fds=False, **kwargs)
 
 
 def _supplementary_groups(name, gid) -> List[int]:
@@ -125,11 +130,6 @@ def has_children() -> bool:
 def exit_code(status: int) -> int:
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
-
-
-def signal_of(code: int) -> Optional[int]:
-    """The signal number an exit code reports (128+N), if any."""
-    return code - 128 if 128 < code < 128 + 65 else None
 
 
 def kill(pid: int, sig: int) -> bool:

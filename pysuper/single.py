@@ -67,17 +67,10 @@ def run(argv) -> int:
     tty = _terminal()
     try:
         process = osproc.spawn_foreground(argv, tty)
-    except FileNotFoundError:
-        sys.stderr.write("pysuper: %s: command not found\n" % argv[0])
-        return 127
-    except PermissionError:
-        sys.stderr.write("pysuper: %s: permission denied\n" % argv[0])
-        return 126
-    except OSError as exc:
-        sys.stderr.write("pysuper: %s: %s\n" % (argv[0], exc.strerror or exc))
-        return 126
-    pid = process.pid
-    child["pid"] = pid
+    except osproc.SpawnError as exc:
+        sys.stderr.write("pysuper: %s\n" % exc)
+        return exc.exit_code
+    child["pid"] = process.pid
     on_sigchld(signal.SIGCHLD)
     if child["code"] is None:
         loop.run()
