@@ -11,6 +11,9 @@ import os
 import re
 import shlex
 import signal
+
+from pysuper import signals, tomlfile
+from pysuper.names import PROGRAM_NAME, did_you_mean
 from typing import Dict, List, Mapping, Optional
 
 SEARCH_PATH = ("./pysuper.toml", "/etc/pysuper/pysuper.toml")
@@ -148,50 +151,14 @@ def _quoted(names) -> str:
 
 
 def _did_you_mean(word: str, candidates, quote='"') -> str:
-    import difflib
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return "; did you mean %s%s%s?" % (quote, close[0], quote) if close else ""
-
-
-def _signal_names():
-    names = {}
-    for sig in signal.Signals:
-        if sig.name.startswith("SIG") and not sig.name.startswith("SIG_"):
-            names[sig.name[3:]] = int(sig)
-    return names
+    return did_you_mean(word, candidates, quote)
 
 
 def to_signal(value) -> int:
     """"TERM", "SIGTERM", "term" or a number -> signal number."""
-    valid = _signal_names()
-    if isinstance(value, bool):
-        raise ValueError("expected a signal name such as \"TERM\" or a number, got a boolean")
-    if isinstance(value, int):
-        if value in valid.values():
-            return value
-        raise ValueError("expected a signal number between 1 and %d" % max(valid.values()))
-    if not isinstance(value, str):
+    if not isinstance(value, (bool, int, str)):
         raise ValueError("expected a signal name such as \"TERM\" or a number, got %s" % _type_name(value))
-    name = value.strip().upper()
-    if name.isdigit():
-        return to_signal(int(name))
-    if name.startswith("SIG"):
-        name = name[3:]
-    if name in valid:
-        return valid[name]
-    return _raise(ValueError("expected a signal name such as \"TERM\", \"INT\", \"QUIT\", \"HUP\", \"KILL\", "
-                             "\"USR1\" or a number%s" % _did_you_mean(name, valid)))
-
-
-def _raise(exc):
-    raise exc
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return "signal %d" % signum
+    return signals.parse(value)
 
 
 def to_exit_codes(value):
@@ -305,7 +272,7 @@ PROGRAM_KEYS = {
     "backoff_max": to_seconds,
 }
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_NAME = PROGRAM_NAME
 
 
 def _show(value) -> str:
@@ -412,19 +379,9 @@ def _expand_value(value, environ):
 
 def _load_toml(text: str, path: str) -> dict:
     try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        match = re.search(r"\(at line (\d+), column (\d+)\)", message)
-        if match:
-            message = message[:match.start()].strip()
-            raise ConfigError(["%s:%s:%s: invalid TOML: %s" % (path, match.group(1), match.group(2),
-                                                                 message)]) from None
-        raise ConfigError(["%s: invalid TOML: %s" % (path, message)]) from None
+        return tomlfile.loads(text)
+    except tomlfile.TomlError as exc:
+        raise ConfigError(["%s: invalid TOML: %s" % (exc.where(path), exc.message)]) from None
 
 
 def load(path: str, environ: Optional[Mapping[str, str]] = None) -> Config:

@@ -787,11 +787,11 @@ def _program_names(supervisor, args, key="names", allow_all=True, default_all=Fa
 
 
 def _unknown_message(supervisor, unknown):
-    import difflib
+    from pysuper.names import closest
     known = list(supervisor.programs)
     hints = []
     for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        close = [closest(name, known)] if closest(name, known) else []
         hints.append("'%s'%s" % (name, " (did you mean '%s'?)" % close[0] if close else ""))
     return "no program named %s; programs: %s" % (", ".join(hints), ", ".join(known) or "(none)")
 
@@ -799,7 +799,7 @@ def _unknown_message(supervisor, unknown):
 def _describe_code(code):
     if code is None:
         return None
-    from pysuper.program import describe_exit
+    from pysuper.signals import describe_exit
     return describe_exit(code)
 
 
@@ -1075,7 +1075,8 @@ def _stopped_result(supervisor, name, state, before):
 
 
 def verb_signal(request, args):
-    from pysuper.config import signal_name, to_signal
+    from pysuper.config import to_signal
+    from pysuper.signals import name as signal_name
     supervisor = request.supervisor
     raw = args.get("signal")
     try:

@@ -71,11 +71,8 @@ def _configured_socket(config_flag):
     try:
         with open(path, "rb") as handle:
             text = handle.read().decode("utf-8")
-        try:
-            import tomllib
-        except ImportError:  # Python < 3.11
-            import tomli as tomllib
-        data = tomllib.loads(text)
+        from pysuper import tomlfile
+        data = tomlfile.loads(text)
     except (OSError, ValueError) as exc:
         # The config may be broken on purpose (about to be reloaded): fall back to the defaults.
         sys.stderr.write("pysuper ctl: warning: cannot read control_socket from %s (%s); using the "
@@ -250,10 +247,8 @@ def _last_exit(row) -> str:
     code = row.get("last_exit")
     if code is None:
         return "-"
-    if 128 < code < 128 + 65:
-        from pysuper.config import signal_name
-        return signal_name(code - 128)
-    return str(code)
+    from pysuper.signals import short_exit
+    return short_exit(code)
 
 
 def _state(row) -> str:

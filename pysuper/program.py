@@ -8,6 +8,9 @@ fake host and a fake clock in the unit tests.
 
 from typing import Optional
 
+from pysuper.signals import describe_exit
+from pysuper.signals import name as signal_name
+
 STOPPED = "STOPPED"
 STARTING = "STARTING"
 RUNNING = "RUNNING"
@@ -47,13 +50,6 @@ FIRST_DELAY = 1.0
 def backoff_delay(attempt: int, cap: float) -> float:
     """Delay before the restart that follows `attempt` failures in a row (attempt >= 1)."""
     return min(cap, FIRST_DELAY * 2 ** min(attempt - 1, 32))
-
-
-def describe_exit(code: int) -> str:
-    if 128 < code < 128 + 65:
-        from pysuper.config import signal_name
-        return "killed by %s (exit %d)" % (signal_name(code - 128), code)
-    return "exited with code %d" % code
 
 
 class Program:
@@ -132,7 +128,6 @@ class Program:
         self._go("stop")
         self._snapshot = self.host.snapshot(self)
         grace = self.config.stop_timeout if timeout is None else min(timeout, self.config.stop_timeout)
-        from pysuper.config import signal_name
         self.host.log("%s: stopping with %s (SIGKILL after %g s)"
                       % (self.name, signal_name(self.config.stop_signal), grace))
         self.host.signal(self, self.config.stop_signal)

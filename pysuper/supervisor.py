@@ -11,9 +11,11 @@ import signal
 from typing import Callable, Dict, List, Optional
 
 from pysuper import osproc
-from pysuper.config import Config, ProgramConfig, program_environment, resolve_user, signal_name
+from pysuper.config import Config, ProgramConfig, program_environment, resolve_user
 from pysuper.logs import Output
-from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, STOPPING, Program, describe_exit
+from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, STOPPING, Program
+from pysuper.signals import describe_exit
+from pysuper.signals import name as signal_name
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
