@@ -172,7 +172,7 @@ restart = "never"
 command = ["sleep", "60"]
 ''')
     assert ps.wait() == 7
-    assert re.search(r"critical program app exited with code 7 after 0 restarts.*exiting with code 7",
+    assert re.search(r"critical program app exited with code 7; exiting with code 7",
                      ps.last_line()), ps.last_line()
     assert ps.err.matching(r"sidecar: stopped")
 
