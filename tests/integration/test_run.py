@@ -374,18 +374,22 @@ def test_idle_pysuper_makes_no_wakeups(run_config):
 
 
 def test_no_traceback_on_sigint_during_startup(tmp_path):
-    # SIGINT right after exec: either the loop handles it or the guard ends quietly.
+    # SIGINT while pysuper starts (before its guard is up, the interpreter's start-up is Python's
+    # business): either the loop handles it or the guard ends quietly. -X importtime says when
+    # pysuper.config has been imported: main_entry's guard is up, the config is being read.
+    import subprocess
+    import sys
+
+    from conftest import Stream, pysuper_env
     path = tmp_path / "p.toml"
     path.write_text('[programs.a]\ncommand = ["sleep", "60"]\n')
-    import subprocess
-    from conftest import PYSUPER, pysuper_env
-    proc = subprocess.Popen(PYSUPER + ["-c", str(path)], env=pysuper_env(), stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL)
-    time.sleep(0.05)
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "pysuper", "-c", str(path)],
+                            env=pysuper_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    err = Stream(proc.stderr)
+    err.wait_for(r"\| pysuper\.config$")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=15)
-    assert b"Traceback" not in err
-    assert proc.returncode in (0, 130)
+    assert proc.wait(15) in (0, 130)
+    assert "Traceback" not in err.text()
 
 
 def test_user_and_group(run_config):
