@@ -3,13 +3,13 @@
 The states are supervisord's. Every change of state goes through `_go(event)`, which looks the
 event up in TRANSITIONS: a pair that is not in the table is a bug and raises. The program acts on the
 world only through its host (spawn, signal, timers, clock, log), so the whole machine runs under a
-fake host and a fake clock in the unit tests.
+fake host and a fake clock in the unit tests. What follows an exit (restart now, later, failed start,
+FATAL, finished) is decided by `policy.after_exit`; this module applies the decision.
 """
 
 from typing import Optional
 
 from pysuper import policy
-from pysuper.policy import backoff_delay  # noqa: F401  (part of this module's interface)
 from pysuper.signals import describe_exit, short_exit, signal_of
 from pysuper.signals import name as signal_name
 
@@ -21,7 +21,6 @@ STOPPING = "STOPPING"
 EXITED = "EXITED"
 FATAL = "FATAL"
 
-STATES = (STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL)
 LIVE = (STARTING, RUNNING, STOPPING)  # states with a process (or a process group) to signal
 ACTIVE = (STARTING, RUNNING, BACKOFF, STOPPING)  # states that are not final
 
@@ -45,6 +44,7 @@ TRANSITIONS = {
     (STOPPING, "stopped"): STOPPED,      # the process group is gone
 }
 
+
 class Program:
     def __init__(self, config, host):
         self.config = config
@@ -54,7 +54,6 @@ class Program:
         self.pid: Optional[int] = None
         self.pgid: Optional[int] = None
         self.started_at: Optional[float] = None
-        self.exited_at: Optional[float] = None
         self.last_exit: Optional[int] = None  # exit code of the last run, 128+N for signal N
         self.failures = 0  # failed starts in a row
         self.streak = 0  # crashes after a healthy start, since the last long run
@@ -167,7 +166,7 @@ class Program:
             self.spawn_error = str(exc)
             self.pid = None
             self.pgid = None
-            self.started_at = self.exited_at = self.host.now()
+            self.started_at = self.host.now()
             self.last_exit = code
             self.host.log("%s: cannot start: %s" % (self.name, exc))
             decision = policy.after_exit(self.config, None, 0.0, False, self.failures, self.streak)
@@ -192,7 +191,6 @@ class Program:
         """The process we started has been reaped with this exit code."""
         now = self.host.now()
         self.pid = None
-        self.exited_at = now
         self.last_exit = code
         self._cancel_timer()
         if self.state == STOPPING:

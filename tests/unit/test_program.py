@@ -6,8 +6,7 @@ import pytest
 
 from pysuper.config import ProgramConfig
 from pysuper.osproc import SpawnError
-from pysuper.program import (BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING, TRANSITIONS,
-                             Program, backoff_delay)
+from pysuper.program import BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING, TRANSITIONS, Program
 
 
 class FakeTimer:
@@ -189,11 +188,6 @@ def test_backoff_resets_after_a_long_run():
     host.advance(10)  # a run longer than backoff_max
     program.on_exit(1)
     assert program.state == STARTING  # immediate again
-
-
-def test_backoff_delay_function():
-    assert [backoff_delay(n, 30) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
-    assert backoff_delay(100, 30) == 30
 
 
 def test_exec_failure_is_a_failed_start():
