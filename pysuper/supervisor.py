@@ -31,7 +31,7 @@ FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWI
 # (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS) and SIGTSTP keep their default.
 IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
     "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGTTIN", "SIGTTOU")
-    if hasattr(signal, name)) + tuple(range(getattr(signal, "SIGRTMIN", 0), getattr(signal, "SIGRTMAX", -1) + 1))
+    if hasattr(signal, name)) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
 STRAY_GRACE = 1.0  # seconds strays get after SIGTERM when the budget is already spent (PID 1 only)
 
 
@@ -69,6 +69,10 @@ class Launch:
 
 
 class Supervisor:
+    """Runs the programs of `config` on `loop`. `output` (default: a logs.Output on fds 1 and 2)
+    carries the programs' lines and pysuper's own; `pid1` (default: whether our pid is 1) turns on
+    the PID 1 duties; `osproc` is the object every OS operation goes through."""
+
     def __init__(self, config: Config, loop, output: Optional[Output] = None, pid1: Optional[bool] = None,
                  osproc=_osproc):
         self.config = config
@@ -81,7 +85,7 @@ class Supervisor:
         self.programs: Dict[str, Program] = {}
         self.pids: Dict[int, Launch] = {}
         self._exits = deque()  # (pid, code) reaped and not handled yet
-        self._launch: Dict[str, tuple] = {}
+        self._spawn_args: Dict[str, tuple] = {}
         self.shutting_down = False
         self.exit_code: Optional[int] = None
         self.exit_reason = ""
@@ -101,7 +105,7 @@ class Supervisor:
 
     # -- set-up ------------------------------------------------------------------------------
     def _add(self, program_config: ProgramConfig) -> Program:
-        self._launch[program_config.name] = (program_environment(program_config), resolve_user(program_config))
+        self._spawn_args[program_config.name] = (program_environment(program_config), resolve_user(program_config))
         program = Program(program_config, self)
         self.programs[program_config.name] = program
         return program
@@ -152,7 +156,7 @@ class Supervisor:
 
     def spawn(self, program: Program) -> int:
         config = program.config
-        env, user = self._launch[program.name]
+        env, user = self._spawn_args[program.name]
         stdout, stderr, relays = self.output.pipes(program.name)
         try:
             process = self.osproc.spawn(config.command, cwd=config.directory, env=env, user=user,
@@ -485,7 +489,7 @@ class Supervisor:
             return
         if name not in self.config.programs:
             del self.programs[name]
-            self._launch.pop(name, None)
+            self._spawn_args.pop(name, None)
         else:
             program = self._add(self.config.programs[name])
             program.restarts = old.restarts
