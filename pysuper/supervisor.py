@@ -25,13 +25,14 @@ from pysuper.signals import name as signal_name
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
-# Signals whose default action would end or stop pysuper and that mean nothing to it. They get a
-# handler that does nothing (not SIG_IGN, which programs would inherit through exec). SIGPIPE and
-# SIGXFSZ stay ignored as Python sets them (spawn restores them for programs); synchronous faults
-# (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS) and SIGTSTP keep their default.
+# Signals whose default action would end or stop pysuper and that mean nothing to it (a stopped
+# pysuper would neither reap nor forward). They get a handler that does nothing (not SIG_IGN, which
+# programs would inherit through exec). SIGPIPE and SIGXFSZ stay ignored as Python sets them (spawn
+# restores them for programs); the faults a bug of our own raises (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+# SIGABRT, SIGSYS) keep their default, or a real fault would repeat forever.
 IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
-    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGTTIN", "SIGTTOU")
-    if hasattr(signal, name)) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGTRAP",
+    "SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(signal, name)) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
 STRAY_GRACE = 1.0  # seconds strays get after SIGTERM when the budget is already spent (PID 1 only)
 
 

@@ -314,7 +314,7 @@ def test_forwarded_signals_reach_every_program(run_config):
 
 
 def test_regression_signals_that_would_stop_or_end_pysuper_are_ignored(run_config):
-    """Not PID 1, SIGTTIN/SIGTTOU stopped pysuper, and SIGALRM, SIGPROF, ... ended it with its
+    """Not PID 1, SIGTSTP/SIGTTIN/SIGTTOU stopped pysuper, and SIGALRM, SIGPROF, ... ended it with its
     programs left running. They are ignored now; the USR1 sent after them is forwarded as before."""
     code = ("import signal,time\n"
             "signal.signal(signal.SIGUSR1, lambda n, f: print('got USR1', flush=True))\n"
@@ -322,9 +322,10 @@ def test_regression_signals_that_would_stop_or_end_pysuper_are_ignored(run_confi
             "while True: time.sleep(60)\n")
     ps = run_config('[programs.a]\ncommand = %s\n' % toml_list(py(code)))
     ps.out.wait_for("ready")
-    for signum in (signal.SIGTTIN, signal.SIGTTOU, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF,
-                   signal.SIGXCPU, signal.SIGXFSZ, signal.SIGPIPE, signal.SIGIO, signal.SIGPWR,
-                   signal.SIGSTKFLT, signal.SIGRTMIN, signal.SIGRTMIN + 3, signal.SIGRTMAX):
+    for signum in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTRAP, signal.SIGALRM,
+                   signal.SIGVTALRM, signal.SIGPROF, signal.SIGXCPU, signal.SIGXFSZ, signal.SIGPIPE,
+                   signal.SIGIO, signal.SIGPWR, signal.SIGSTKFLT, signal.SIGRTMIN, signal.SIGRTMIN + 3,
+                   signal.SIGRTMAX):
         ps.signal(signum)
     ps.signal(signal.SIGUSR1)
     ps.out.wait_for(r"^a .*got USR1$")

@@ -352,8 +352,9 @@ def test_orphans_are_reaped_quietly():
 def test_ignored_signals_are_handled_and_do_nothing():
     supervisor, fake_os, output, _ = replay(TWO, [])
     loop = supervisor.loop
-    for signum in (signal.SIGALRM, signal.SIGTTIN, signal.SIGTTOU, signal.SIGVTALRM, signal.SIGPROF,
-                   signal.SIGXCPU, signal.SIGIO, signal.SIGPWR, signal.SIGRTMIN, signal.SIGRTMAX):
+    for signum in (signal.SIGALRM, signal.SIGTSTP, signal.SIGTRAP, signal.SIGTTIN, signal.SIGTTOU,
+                   signal.SIGVTALRM, signal.SIGPROF, signal.SIGXCPU, signal.SIGIO, signal.SIGPWR,
+                   signal.SIGRTMIN, signal.SIGRTMAX):
         assert signum in loop.handlers, signal.Signals(signum).name if signum < 32 else signum
         loop.deliver(signum)
     loop.settle()
