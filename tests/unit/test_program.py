@@ -245,3 +245,23 @@ def test_shutdown_timeout_shorter_than_stop_timeout():
     program.stop(timeout=2)
     host.advance(2.01)
     assert host.kills == 1
+
+
+def test_regression_each_automatic_spawn_counts_one_restart():
+    """Delayed restarts were counted twice: when scheduled and again when they ran."""
+    program, host = make(restart="always", backoff_max=30, start_seconds=1)
+    program.start()
+    for _ in range(6):
+        host.advance(2)  # a healthy start, then a crash: the delays grow 0, 1, 2, 4, 8, 16 s
+        program.on_exit(1)
+        host.advance(20)
+    assert len(host.spawns) == 7 and program.restarts == 6
+    assert sum("restarting in" in m for m in host.messages) == 5
+
+
+def test_stopped_by_its_stop_signal_is_said_briefly():
+    program, host = make()
+    program.start()
+    program.stop()
+    program.on_exit(143)
+    assert host.messages[-1] == "web: stopped (SIGTERM)"
