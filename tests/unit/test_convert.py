@@ -335,8 +335,7 @@ def test_servers_secrets_unknown_options_and_fcgi(convert_cli):
     text, warnings = convert_cli(path)
     assert warnings.splitlines() == [
         "pysuper convert: warning: %s:30: unknown option autorestrat in [program:cron]; kept as a comment; "
-        "did you mean autorestart?"
-        % path,
+        "did you mean autorestart?" % path,
         "pysuper convert: warning: %s:32: [fcgi-program:php] is not supported (pysuper does not create "
         "FastCGI sockets); it is kept as a comment" % path]
     assert "s3cret" not in text

@@ -89,7 +89,7 @@ def test_regression_env_word_split_runs_through_the_shell():
         "%(ENV_PORT)s, %(ENV_EXTRA)s into words (none when it is empty); the converted command runs "
         "through /bin/sh -c to do the same"]
     # pysuper passes each value as one word; the shell splits it
-    for extra, argv in (("", []), ("one", ["one"]), ("-a -b", ["-a", "-b"])):
+    for extra in ("", "one", "-a -b"):
         loaded = config.parse(text, "p.toml", {"PORT": "80", "EXTRA": extra}).programs["web"]
         assert loaded.command[3:] == ("sh", "80", extra)
 
