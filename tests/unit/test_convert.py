@@ -1,7 +1,7 @@
 """`pysuper convert` without processes: supervisord configs in the styles of real projects, converted
 in this process through `convert.main`, read back as TOML, checked value by value and validated with the
 config loader; then the exact error lines for input that cannot be converted. (tests/integration/
-test_convert.py runs the real CLI, `pysuper check` and the converted configs.)"""
+test_convert_run.py runs the real CLI, `pysuper check` and the converted configs.)"""
 
 import io
 import os

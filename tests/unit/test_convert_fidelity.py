@@ -1,7 +1,7 @@
 """Conversion keeps supervisord's meaning, or says where it cannot: variables that supervisord split
 into words, values baked in at conversion time, programs with an empty command, configs with no
 program. Pure conversion in this process (the argv comparison with supervisord itself runs in
-tests/integration/test_convert.py)."""
+tests/integration/test_convert_run.py)."""
 
 import shlex
 
