@@ -7,6 +7,7 @@ The one way to run pysuper in tests:
 - `Project(config)`: a config in its own temporary directory ("@DIR@" in the text stands for it) with
   its control socket inside, started with `start()`, rewritten with `write_config()`.
 - `run_cli(args)`: a pysuper command that ends by itself (check, convert, ctl ...), as CompletedProcess.
+A test under tests/unit that starts a process fails (tests/unit starts none).
 Readiness is what pysuper prints (a Stream waited on under a deadline); nothing sleeps to synchronise.
 """
 
@@ -53,6 +54,21 @@ def pysuper_env(extra=None):
     if extra:
         env.update(extra)
     return env
+
+
+def _refuse_process(*args, **kwargs):
+    raise AssertionError("a unit test started a process; tests/unit starts none (move it to tests/integration)")
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_processes(request, monkeypatch):
+    """In tests/unit, every way to start a process fails the test that tries."""
+    if os.sep + os.path.join("tests", "unit") + os.sep not in str(request.node.fspath):
+        return
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", _refuse_process)
+    for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "execv", "execve", "execvp"):
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, _refuse_process)
 
 
 class Stream:
