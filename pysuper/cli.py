@@ -145,14 +145,16 @@ def run(path) -> int:
         sys.stderr.write("pysuper: error: nothing was started\n")
         return EXIT_USAGE
     from pysuper.loop import Loop
+    from pysuper.reload import Reloader
     from pysuper.supervisor import Supervisor
     loop = Loop()
     supervisor = Supervisor(config, loop)
+    supervisor.reloader = Reloader(supervisor)
     if config.settings.control_socket is not False:
-        from pysuper import control
+        from pysuper.control import bind, server
         try:
-            control.serve(supervisor, loop, config_path=config.path)
-        except control.ControlError as exc:
+            server.serve(supervisor, loop, config_path=config.path)
+        except bind.ControlError as exc:
             return _error(str(exc))
     return supervisor.run()
 

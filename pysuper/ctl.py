@@ -10,7 +10,9 @@ import os
 import socket
 import sys
 
-from pysuper import control
+from pysuper.control import paths
+from pysuper.names import closest
+from pysuper.signals import short_exit
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -91,15 +93,15 @@ def socket_candidates(socket_flag=None, config_flag=None, environ=None):
     if socket_flag:
         return [(os.path.abspath(socket_flag), "--socket")]
     if environ.get("PYSUPER_SOCKET"):
-        return [control.resolve(environ=environ)]
+        return [paths.resolve(environ=environ)]
     configured, config_path = _configured_socket(config_flag)
     if configured is False:
         raise UsageError("%s turns the control socket off (control_socket = false); pass --socket PATH "
                          "if pysuper runs with another config" % config_path)
-    path, origin = control.resolve(configured, config_path, environ)
+    path, origin = paths.resolve(configured, config_path, environ)
     if origin != "default":
         return [(path, origin)]
-    return [(candidate, "default") for candidate in control.default_paths(environ)]
+    return [(candidate, "default") for candidate in paths.default_paths(environ)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,7 +155,7 @@ class Connection:
         self.sock = sock
 
     def send(self, command: str, args=None):
-        line = json.dumps({"v": control.PROTOCOL, "cmd": command, "args": args or {}}) + "\n"
+        line = json.dumps({"v": paths.PROTOCOL, "cmd": command, "args": args or {}}) + "\n"
         try:
             self.sock.sendall(line.encode("utf-8", "surrogateescape"))
         except socket.timeout:
@@ -247,7 +249,6 @@ def _last_exit(row) -> str:
     code = row.get("last_exit")
     if code is None:
         return "-"
-    from pysuper.signals import short_exit
     return short_exit(code)
 
 
@@ -505,10 +506,10 @@ def main(argv) -> int:
             return EXIT_OK
         run = COMMANDS.get(command)
         if run is None:
-            import difflib
-            close = difflib.get_close_matches(command, list(COMMANDS), n=1)
-            raise UsageError("unknown command %r%s (see pysuper ctl --help)"
-                             % (command, "; did you mean %s?" % close[0] if close else ""))
+            close = closest(command, COMMANDS, cutoff=0.75)
+            raise UsageError("unknown command %r; %s (see pysuper ctl --help)"
+                             % (command, "did you mean %s?" % close if close else
+                                "the commands are %s" % ", ".join(COMMANDS)))
         candidates = []
 
         def connect(timeout):
