@@ -32,7 +32,7 @@ def serve(supervisor, loop, config_path=None):
     settings = supervisor.settings
     if config_path and not config_path.startswith("<"):
         config_path = os.path.abspath(config_path)
-    path, origin = resolve(settings.control_socket, config_path)
+    path, origin = resolve(settings.control_socket, config_path, pid1=supervisor.pid1)
     if path is None:
         return None
     gid = binding.group_id(settings.control_group)

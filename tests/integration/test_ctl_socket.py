@@ -266,12 +266,18 @@ def test_location_order():
     assert paths.user_path({}) == "/tmp/pysuper-%d/pysuper.sock" % os.geteuid()
     expected_first = "/run/pysuper/pysuper.sock" if paths.run_dir_writable() else paths.user_path(env)
     assert paths.resolve(None, None, env) == (expected_first, "default")
+    assert paths.resolve(None, "/etc/p/x.toml", env, pid1=True) == (expected_first, "default")
+    per_config = paths.resolve(None, "/etc/p/x.toml", env)
+    assert per_config == (paths.config_path_socket("/etc/p/x.toml", env), "default")
+    assert os.path.dirname(per_config[0]) == paths.user_dir(env)
+    assert os.path.basename(per_config[0]).startswith("p-") and per_config[0].endswith(".sock")
+    assert paths.config_path_socket("/etc/q/x.toml", env) != per_config[0]
 
 
 @needs_root
 @needs_system_python
 def test_default_location_for_a_user_without_run_access():
-    """As a user who cannot write /run: $XDG_RUNTIME_DIR/pysuper/pysuper.sock, found by ctl as is."""
+    """As a user who cannot write /run: the config's socket in $XDG_RUNTIME_DIR/pysuper/, found by ctl."""
     tmp_path = Path(tempfile.mkdtemp(prefix="pysuper-ctl-user-"))
     try:
         _run_as_nobody_with_defaults(tmp_path)
@@ -294,7 +300,8 @@ def _run_as_nobody_with_defaults(tmp_path):
                               cwd="/", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         line = server.stderr.readline().decode()
-        expected = runtime / "pysuper" / "pysuper.sock"
+        expected = Path(paths.config_path_socket(str(config), {"XDG_RUNTIME_DIR": str(runtime)}))
+        assert expected.parent == runtime / "pysuper"
         assert line.strip().endswith("control socket: %s" % expected), line
         info = os.stat(str(expected.parent))
         assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == NOBODY
