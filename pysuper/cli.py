@@ -84,6 +84,12 @@ def main(argv=None) -> int:
         if rest and rest[0] in ("run", "check"):
             command = rest.pop(0)
         if rest:
+            from pysuper.ctl import COMMANDS
+            if rest[0] in COMMANDS:
+                import shlex
+                words = (["-c", path] if path else []) + rest
+                raise UsageError("%r is a command of pysuper ctl; did you mean: pysuper ctl %s"
+                                 % (rest[0], " ".join(shlex.quote(word) for word in words)))
             raise UsageError("unexpected argument %r (see pysuper --help)" % rest[0])
     except UsageError as exc:
         return _error(str(exc))
