@@ -319,9 +319,13 @@ class PeerConnection:
             return
         try:
             data = protocol.encode(message)
-        except (TypeError, ValueError, RecursionError) as exc:  # an id the encoder cannot repeat
-            data = protocol.encode(protocol.error_response(None, "cannot encode the answer: %s" % exc,
-                                                           "internal"))
+        except (TypeError, ValueError, RecursionError) as exc:  # a bug, or an id too deep to repeat
+            self.server.log("internal error: cannot encode an answer: %s: %s" % (type(exc).__name__, exc))
+            error = "internal error: cannot encode the answer: %s" % exc
+            try:
+                data = protocol.encode(protocol.error_response(message.get("id"), error, "internal"))
+            except (TypeError, ValueError, RecursionError):
+                data = protocol.encode(protocol.error_response(None, error, "internal"))
         self.outbuf += data
         if len(self.outbuf) > MAX_OUTPUT:
             self.server.log("dropped a client (pid %d) that does not read its answers" % self.pid)

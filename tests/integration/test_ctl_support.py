@@ -151,6 +151,11 @@ class Client:
 
     def receive(self):
         """The next message, or None at EOF."""
+        line = self.receive_line()
+        return None if line is None else json.loads(line)
+
+    def receive_line(self):
+        """The next line as bytes (without its newline), or None at EOF."""
         while b"\n" not in self.buffer:
             try:
                 data = self.sock.recv(65536)
@@ -160,7 +165,7 @@ class Client:
                 return None
             self.buffer += data
         line, _, self.buffer = self.buffer.partition(b"\n")
-        return json.loads(line)
+        return line
 
     def request(self, command, args=None, **fields):
         self.send(command, args, **fields)
