@@ -231,7 +231,7 @@ def verb_reload(request, args):
         else:
             data = outcome.changes()
             data["errors"] = list(outcome.errors)
-            request.fail("the reload did not finish: %s" % "; ".join(outcome.errors), outcome.kind, data)
+            request.fail("the reload did not finish", outcome.kind, data)
 
     request.supervisor.reload(request.guard(done), "pysuper ctl, pid %d" % request.peer.pid)
 
