@@ -9,17 +9,7 @@ bad and whoever asked for it, is written to pysuper's own output.
 import os
 
 from pysuper import config as configmod
-from pysuper.config import Record
-
-# [pysuper] settings that apply to a running pysuper on reload; the others wait for a restart.
-# (to be replaced by config.RELOADABLE / config.settings_needing_restart once config.py offers them)
-RELOADABLE = ("shutdown_timeout",)
-
-
-def settings_needing_restart(old, new):
-    """The [pysuper] keys whose change a reload does not apply."""
-    return [name for name, _ in old.FIELDS
-            if name not in RELOADABLE and getattr(old, name) != getattr(new, name)]
+from pysuper.config import Record, settings_needing_restart
 
 
 class Outcome(Record):
