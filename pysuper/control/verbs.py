@@ -228,10 +228,12 @@ def verb_reload(request, args):
         elif outcome.kind == "invalid_config":
             request.fail("the config has errors; pysuper keeps running the previous one", outcome.kind,
                          {"errors": list(outcome.errors)})
-        else:
+        elif outcome.kind == "shutting_down":
             data = outcome.changes()
             data["errors"] = list(outcome.errors)
             request.fail("the reload did not finish", outcome.kind, data)
+        else:
+            request.fail("; ".join(outcome.errors), outcome.kind)
 
     request.supervisor.reload(request.guard(done), "pysuper ctl, pid %d" % request.peer.pid)
 
