@@ -93,6 +93,12 @@ def main(argv=None) -> int:
         if rest and rest[0] in ("run", "check"):
             command = rest.pop(0)
         if rest:
+            from pysuper.ctl import COMMANDS
+            if rest[0] in COMMANDS:
+                import shlex
+                words = (["-c", path] if path else []) + rest
+                raise UsageError("%r is a command of pysuper ctl; did you mean: pysuper ctl %s"
+                                 % (rest[0], " ".join(shlex.quote(word) for word in words)))
             raise UsageError("unexpected argument %r (see pysuper --help)" % rest[0])
     except UsageError as exc:
         return _error(str(exc))
@@ -154,14 +160,16 @@ def run(path) -> int:
         sys.stderr.write("pysuper: error: nothing was started\n")
         return EXIT_USAGE
     from pysuper.loop import Loop
+    from pysuper.reload import Reloader
     from pysuper.supervisor import Supervisor
     loop = Loop()
     supervisor = Supervisor(config, loop)
+    supervisor.reloader = Reloader(supervisor)
     if config.settings.control_socket is not False:
-        from pysuper import control
+        from pysuper.control import bind, server
         try:
-            control.serve(supervisor, loop, config_path=config.path)
-        except control.ControlError as exc:
+            server.serve(supervisor, loop, config_path=config.path)
+        except bind.ControlError as exc:
             return _error(str(exc))
     return supervisor.run()
 

@@ -155,6 +155,14 @@ class Ring:
             for follower in list(self.followers):
                 follower(stream, block)
 
+    def subscribe(self, follower):
+        """follower(stream, block of whole lines) for each block appended from now on."""
+        self.followers.append(follower)
+
+    def unsubscribe(self, follower):
+        if follower in self.followers:
+            self.followers.remove(follower)
+
     def lines(self, count=None):
         """The last `count` lines as [(stream, line bytes without newline)]."""
         out = []

@@ -20,8 +20,11 @@ from pysuper.config import Config, ProgramConfig, program_environment, resolve_u
 from pysuper.logs import Output
 from pysuper.loop import callback_name
 from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, STOPPING, Program
+from pysuper.reload import Outcome
 from pysuper.signals import describe_exit
 from pysuper.signals import name as signal_name
+from pysuper.view import ProgramView
+from pysuper.view import build as build_view
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
@@ -98,7 +101,7 @@ class Supervisor:
         self._waiters: List[tuple] = []
         self._settling: Dict[str, bool] = {}  # name -> was active, while a reload replaces it
         self._table = None  # see _process_table
-        self.on_reload: Optional[Callable[[], None]] = None  # SIGHUP; set by the control server
+        self.reloader = None  # a pysuper.reload.Reloader, set by cli.run: SIGHUP and `ctl reload` use it
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
         loop.on_error = self._internal_error
         for program_config in config.programs.values():
@@ -248,8 +251,8 @@ class Supervisor:
         self.shutdown("received %s" % name)
 
     def _on_forward_signal(self, signum):
-        if signum == signal.SIGHUP and self.on_reload is not None:
-            self.on_reload()
+        if signum == signal.SIGHUP and self.reloader is not None:
+            self.reloader.on_signal()
             return
         for program in self.programs.values():
             program.signal(signum)
@@ -418,21 +421,31 @@ class Supervisor:
     def signal_program(self, name: str, signum: int) -> bool:
         return self.programs[name].signal(signum)
 
-    def status(self) -> List[dict]:
-        now = self.now()
-        rows = []
-        for program in self.programs.values():
-            rows.append({
-                "name": program.name,
-                "state": program.state,
-                "pid": program.pid,
-                "uptime": (now - program.started_at) if program.pid is not None else None,
-                "restarts": program.restarts,
-                "last_exit": program.last_exit,
-                "held": program.held,
-                "error": program.spawn_error,
-            })
-        return rows
+    def view(self) -> List[ProgramView]:
+        """The read-only view of every program, in config order (see pysuper.view)."""
+        return [build_view(self, program) for program in self.programs.values()]
+
+    def keeps_output(self) -> bool:
+        """False with log_format = "raw": programs write straight to pysuper's stdout, nothing is kept."""
+        return self.output.fmt != "raw"
+
+    def recent_output(self, name: str, count: int):
+        """The last `count` lines of name's output: [(stream, line bytes without newline)]."""
+        return self.output.ring(name).lines(count) if count else []
+
+    def follow(self, name: str, callback: Callable[[str, bytes], None]):
+        """callback(stream, block of whole lines) for each new block of name's output, until unfollow()."""
+        self.output.ring(name).subscribe(callback)
+
+    def unfollow(self, name: str, callback: Callable[[str, bytes], None]):
+        self.output.ring(name).unsubscribe(callback)
+
+    def reload(self, done: Callable[[Outcome], None], who: str):
+        """Re-read the config file; done(Outcome) once the reload has settled (see pysuper.reload)."""
+        if self.reloader is None:
+            done(Outcome(errors=["this pysuper does not reload its config"], kind="unavailable"))
+            return
+        self.reloader.request(done, who)
 
     def health(self):
         """(healthy, [reasons]) for `pysuper ctl health`."""

@@ -319,7 +319,7 @@ def test_regression_restart_counted_once_on_delayed_restarts():
         history += [("wait", 2), ("exit", "a", 1), ("wait", 20)]
     supervisor, fake_os, output, _ = replay(CRASH_LOOP, history)
     assert fake_os.spawned == ["a"] * 6
-    assert [row["restarts"] for row in supervisor.status()] == [5]
+    assert [view.restarts for view in supervisor.view()] == [5]
     assert sum(1 for line in output.lines if "restarting in" in line) == 4  # the first was immediate
     fake_os.exit("a", 0)
     supervisor.loop.settle()
