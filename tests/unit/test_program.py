@@ -6,7 +6,7 @@ import pytest
 
 from pysuper.config import ProgramConfig
 from pysuper.osproc import SpawnError
-from pysuper.program import (BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING, TRANSITIONS,
+from pysuper.program import (BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING, TRANSITIONS, WAITING,
                              Program, backoff_delay)
 
 
@@ -88,7 +88,7 @@ def make(**overrides):
 
 
 def test_every_transition_target_is_a_state():
-    states = {STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL}
+    states = {STOPPED, WAITING, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL}
     for (state, _), target in TRANSITIONS.items():
         assert state in states and target in states
 
