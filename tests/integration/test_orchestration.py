@@ -203,12 +203,14 @@ def test_start_timeout_is_a_failed_start(pysuper):
 
 
 def test_replicas_get_their_own_index(pysuper):
+    code = ('import os, time; print(\\"replica\\", os.environ[\\"PYSUPER_REPLICA\\"], ${PYSUPER_REPLICA}); '
+            'time.sleep(600)')
     ps = pysuper("""
     [programs.web]
-    command = "%s -c 'import os, time; print(\\"replica\\", os.environ[\\"PYSUPER_REPLICA\\"], ${PYSUPER_REPLICA}); time.sleep(600)'"
+    command = "%s -c '%s'"
     replicas = 3
     start_seconds = 0.1
-    """ % sys.executable)
+    """ % (sys.executable, code))
     for index in range(3):
         ps.stdout.wait_for(r"^web-%d +\| replica %d %d$" % (index, index, index))
     status = ps.status()
