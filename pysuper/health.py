@@ -19,8 +19,10 @@ import signal
 from pysuper import osproc
 from pysuper.probes import attempt, describe
 
-FIRST_GAP = 0.01  # a ready check's first tries come quickly, then every interval (see Readiness)
-GROWTH = 1.5
+# A ready check's gap between tries is FIRST_GAP plus SLOWDOWN times the time since the start, up to
+# `interval`: a program that is ready after t seconds is seen within about 10 ms + t / 10.
+FIRST_GAP = 0.01
+SLOWDOWN = 0.1
 
 
 class LogWatch:
@@ -54,8 +56,9 @@ class LogWatch:
 class Readiness:
     """A started program's `ready` check: tries until one passes or start_timeout ends.
 
-    tcp/http/exec: the first try comes FIRST_GAP after the start and the gaps grow by GROWTH up to
-    `interval`, so a program that is ready quickly is not held back a whole interval. log: the
+    tcp/http/exec: the first try comes FIRST_GAP after the start and the gaps grow with the time
+    since the start up to `interval` (see SLOWDOWN), so a program that is ready quickly is not held
+    back a whole interval. log: the
     program's output lines; notify: READY=1 on the notify socket. Then on_ready() once, or
     on_timeout("why, with the last try's error") once, and no timer is left behind.
     """
@@ -75,7 +78,6 @@ class Readiness:
         self._timer = None
         self._deadline = None
         self._watch = None
-        self._gap = FIRST_GAP
 
     def start(self):
         self.active = True
@@ -101,8 +103,8 @@ class Readiness:
             self._passed()
             return
         self.last_error = error
-        self._gap = min(self.check.interval, self._gap * GROWTH)
-        self._timer = self.loop.call_at(max(began + self._gap, self.loop.time()), self._try)
+        gap = min(self.check.interval, FIRST_GAP + SLOWDOWN * (began - self.started))
+        self._timer = self.loop.call_at(max(began + gap, self.loop.time()), self._try)
 
     def _passed(self):
         if self.active:
