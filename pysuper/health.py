@@ -53,29 +53,58 @@ class LogWatch:
 
 
 # -- schedules ------------------------------------------------------------------------------------
-class Readiness:
+class _Schedule:
+    """Tries of a tcp/http/exec check, one at a time: the timer for the next try and the try itself."""
+
+    def __init__(self, target, check):
+        self.target = target
+        self.loop = target.loop
+        self.check = check
+        self.last_error = None
+        self.active = False
+        self._attempt = None
+        self._timer = None
+
+    def _try(self):
+        self._timer = None
+        began = self.loop.time()
+        self._attempt = attempt(self.loop, self.check, lambda error: self._done(began, error), self.target)
+
+    def _done(self, began, error):
+        self._attempt = None
+        if self.active:
+            self._tried(began, error)
+
+    def _tried(self, began, error):
+        raise NotImplementedError
+
+    def cancel(self):
+        self.active = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._attempt is not None:
+            self._attempt.cancel()
+            self._attempt = None
+
+
+class Readiness(_Schedule):
     """A started program's `ready` check: tries until one passes or start_timeout ends.
 
     tcp/http/exec: the first try comes FIRST_GAP after the start and the gaps grow with the time
     since the start up to `interval` (see SLOWDOWN), so a program that is ready quickly is not held
-    back a whole interval. log: the
-    program's output lines; notify: READY=1 on the notify socket. Then on_ready() once, or
-    on_timeout("why, with the last try's error") once, and no timer is left behind.
+    back a whole interval. log: the program's output lines; notify: READY=1 on the notify socket.
+    Then on_ready() once, or on_timeout("why, with the last try's error") once, and no timer is
+    left behind.
     """
 
     def __init__(self, target, check, on_ready, on_timeout, notifier=None, name=None):
-        self.target = target
-        self.loop = target.loop
-        self.check = check
+        super().__init__(target, check)
         self.on_ready = on_ready
         self.on_timeout = on_timeout
         self.notifier = notifier
         self.name = name
-        self.last_error = None
-        self.active = False
         self.started = None
-        self._attempt = None
-        self._timer = None
         self._deadline = None
         self._watch = None
 
@@ -90,15 +119,7 @@ class Readiness:
         else:
             self._timer = self.loop.call_later(FIRST_GAP, self._try)
 
-    def _try(self):
-        self._timer = None
-        began = self.loop.time()
-        self._attempt = attempt(self.loop, self.check, lambda error: self._tried(began, error), self.target)
-
     def _tried(self, began, error):
-        self._attempt = None
-        if not self.active:
-            return
         if error is None:
             self._passed()
             return
@@ -125,14 +146,10 @@ class Readiness:
         self.on_timeout("not ready within start_timeout = %g s; last check: %s" % (self.check.start_timeout, last))
 
     def cancel(self):
-        self.active = False
-        for timer in (self._timer, self._deadline):
-            if timer is not None:
-                timer.cancel()
-        self._timer = self._deadline = None
-        if self._attempt is not None:
-            self._attempt.cancel()
-            self._attempt = None
+        super().cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
@@ -140,36 +157,22 @@ class Readiness:
             self.notifier.expect_ready(self.name, None)
 
 
-class Liveness:
+class Liveness(_Schedule):
     """A RUNNING program's `health` check: a try every `interval`; `retries` failures in a row call
     on_unhealthy("last error") once, and the first pass after that calls on_healthy()."""
 
     def __init__(self, target, check, on_unhealthy, on_healthy=None):
-        self.target = target
-        self.loop = target.loop
-        self.check = check
+        super().__init__(target, check)
         self.on_unhealthy = on_unhealthy
         self.on_healthy = on_healthy
         self.failures = 0
         self.failing = False
-        self.last_error = None
-        self.active = False
-        self._attempt = None
-        self._timer = None
 
     def start(self):
         self.active = True
         self._timer = self.loop.call_later(self.check.interval, self._try)
 
-    def _try(self):
-        self._timer = None
-        began = self.loop.time()
-        self._attempt = attempt(self.loop, self.check, lambda error: self._tried(began, error), self.target)
-
     def _tried(self, began, error):
-        self._attempt = None
-        if not self.active:
-            return
         self._timer = self.loop.call_at(max(began + self.check.interval, self.loop.time()), self._try)
         if error is None:
             self.failures = 0
@@ -183,15 +186,6 @@ class Liveness:
         if self.failures >= self.check.retries and not self.failing:
             self.failing = True
             self.on_unhealthy(error)
-
-    def cancel(self):
-        self.active = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._attempt is not None:
-            self._attempt.cancel()
-            self._attempt = None
 
 
 # -- pysuper probe --------------------------------------------------------------------------------

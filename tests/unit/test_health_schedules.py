@@ -1,10 +1,9 @@
 """The ready and health schedules under a fake clock, with scripted tries (no processes, no sockets)."""
 
-import heapq
-from itertools import count
 from types import SimpleNamespace
 
 import pytest
+from fakes import FakeLoop
 
 from pysuper import health, probes
 from pysuper.logs import Ring
@@ -15,47 +14,21 @@ def check(kind="tcp", target=("127.0.0.1", 80), interval=1.0, timeout=1.0, start
                            start_timeout=start_timeout, retries=retries)
 
 
-class FakeTimer:
-    def __init__(self, when, callback, args):
-        self.when, self.callback, self.args, self.cancelled = when, callback, args, False
-
-    def cancel(self):
-        self.cancelled = True
+START = FakeLoop().clock
 
 
-class FakeLoop:
-    def __init__(self):
-        self.now = 0.0
-        self.timers = []
-        self._seq = count()
+def now(loop):
+    """Seconds since the test began."""
+    return loop.clock - START
 
-    def time(self):
-        return self.now
 
-    def call_at(self, when, callback, *args):
-        timer = FakeTimer(when, callback, args)
-        heapq.heappush(self.timers, (when, next(self._seq), timer))
-        return timer
+def until(loop, seconds):
+    """Run the loop until `seconds` after the test began."""
+    loop.advance(seconds - now(loop))
 
-    def call_later(self, delay, callback, *args):
-        return self.call_at(self.now + delay, callback, *args)
 
-    def call_soon(self, callback, *args):
-        return self.call_at(self.now, callback, *args)
-
-    def pending(self):
-        return [t for _, _, t in self.timers if not t.cancelled]
-
-    def advance(self, until):
-        """Run every timer due up to `until` in order; the clock ends at `until`."""
-        while self.timers and self.timers[0][0] <= until:
-            when, _, timer = heapq.heappop(self.timers)
-            if timer.cancelled:
-                continue
-            self.now = max(self.now, when)
-            timer.cancelled = True
-            timer.callback(*timer.args)
-        self.now = until
+def pending(loop):
+    return [timer for _, _, timer in loop.timers if not timer.cancelled]
 
 
 class Script:
@@ -69,7 +42,7 @@ class Script:
         self.live = []
 
     def __call__(self, loop, item, done, target=None):
-        self.started.append(self.loop.now)
+        self.started.append(now(self.loop))
         result = self.results.pop(0) if self.results else "still failing"
         attempt = SimpleNamespace(cancelled=False)
         attempt.cancel = lambda: setattr(attempt, "cancelled", True)
@@ -97,7 +70,7 @@ def script(loop, monkeypatch):
 
 def readiness(loop, item, events, notifier=None, name="web"):
     target = SimpleNamespace(loop=loop)
-    return health.Readiness(target, item, lambda: events.append(("ready", loop.now)),
+    return health.Readiness(target, item, lambda: events.append(("ready", now(loop))),
                             lambda why: events.append(("timeout", why)), notifier, name)
 
 
@@ -106,22 +79,22 @@ def test_ready_tries_come_quickly_then_every_interval(loop, script):
     events = []
     ready = readiness(loop, check(interval=1.0), events)
     ready.start()
-    loop.advance(100)
-    assert tries.started[0] == health.FIRST_GAP
+    until(loop, 100)
+    assert tries.started[0] == pytest.approx(health.FIRST_GAP)
     for began, following in zip(tries.started, tries.started[1:]):
         gap = following - began
         assert gap == pytest.approx(min(1.0, health.FIRST_GAP + health.SLOWDOWN * began))
     assert len([t for t in tries.started if t <= 1.0]) > 20  # quick at first: ready is seen early
-    assert tries.started[-1] - tries.started[-2] == 1.0
+    assert tries.started[-1] - tries.started[-2] == pytest.approx(1.0)
     assert events == [("ready", tries.started[-1])]
-    assert loop.pending() == []  # ready: no timer is left for this program
+    assert pending(loop) == []  # ready: no timer is left for this program
 
 
 def test_a_slow_try_delays_the_next_one_instead_of_overlapping(loop, script):
     tries = script(["slow"] * 3 + [None], duration=2.5)
     events = []
     readiness(loop, check(interval=1.0, timeout=3.0), events).start()
-    loop.advance(20)
+    until(loop, 20)
     gaps = [b - a for a, b in zip(tries.started, tries.started[1:])]
     assert all(gap >= 2.5 for gap in gaps)
     assert events and events[0][0] == "ready"
@@ -132,17 +105,17 @@ def test_start_timeout_names_the_last_error_and_cancels_everything(loop, script)
     events = []
     ready = readiness(loop, check(start_timeout=5.0), events)
     ready.start()
-    loop.advance(100)
+    until(loop, 100)
     assert events == [("timeout", "not ready within start_timeout = 5 s; last check: "
                                   "tcp 127.0.0.1:80: connection refused")]
-    assert loop.pending() == [] and not ready.active
+    assert pending(loop) == [] and not ready.active
 
 
 def test_start_timeout_before_any_try_finished(loop, script):
     script([], duration=10)
     events = []
     readiness(loop, check(start_timeout=2.0, timeout=10.0), events).start()
-    loop.advance(50)
+    until(loop, 50)
     assert events == [("timeout", "not ready within start_timeout = 2 s; last check: "
                                   "tcp 127.0.0.1:80: no try finished")]
 
@@ -152,10 +125,10 @@ def test_cancel_stops_a_try_in_flight(loop, script):
     events = []
     ready = readiness(loop, check(), events)
     ready.start()
-    loop.advance(0.5)
+    until(loop, 0.5)
     ready.cancel()
-    loop.advance(100)
-    assert len(tries.started) == 1 and events == [] and loop.pending() == []
+    until(loop, 100)
+    assert len(tries.started) == 1 and events == [] and pending(loop) == []
 
 
 def test_log_ready_watches_lines_and_unfollows(loop):
@@ -169,7 +142,7 @@ def test_log_ready_watches_lines_and_unfollows(loop):
     ring.append("stdout", b"starting\nlistening on port\n")
     assert events == [] and len(ring.followers) == 1
     ring.append("stderr", b"x\nserver listening on :8080 now\ny\n")
-    assert events == ["ready"] and ring.followers == [] and loop.pending() == []
+    assert events == ["ready"] and ring.followers == [] and pending(loop) == []
 
 
 def test_log_ready_timeout_message(loop):
@@ -178,7 +151,7 @@ def test_log_ready_timeout_message(loop):
                                                                  lambda: ring.followers.remove(callback))[1])
     events = []
     health.Readiness(target, check("log", "ready", start_timeout=3), None, events.append).start()
-    loop.advance(10)
+    until(loop, 10)
     assert events == ["not ready within start_timeout = 3 s; last check: no output line matched 'ready'"]
     assert ring.followers == []
 
@@ -192,14 +165,14 @@ def test_notify_ready_registers_and_unregisters(loop):
     assert calls[0][0] == "db" and calls[0][1] is not None
     calls[0][1]()  # READY=1 arrived
     assert events == [("ready", 0.0)]
-    assert calls[-1] == ("db", None) and loop.pending() == []
+    assert calls[-1] == ("db", None) and pending(loop) == []
 
 
 def test_notify_timeout(loop):
     notifier = SimpleNamespace(expect_ready=lambda name, callback: None)
     events = []
     readiness(loop, check("notify", True, start_timeout=3), events, notifier, "db").start()
-    loop.advance(5)
+    until(loop, 5)
     assert events == [("timeout", "not ready within start_timeout = 3 s; last check: "
                                   "no READY=1 received on NOTIFY_SOCKET")]
 
@@ -207,8 +180,8 @@ def test_notify_timeout(loop):
 # -- health ---------------------------------------------------------------------------------------
 def liveness(loop, item, events):
     return health.Liveness(SimpleNamespace(loop=loop), item,
-                           lambda error: events.append(("unhealthy", loop.now, error)),
-                           lambda: events.append(("healthy", loop.now)))
+                           lambda error: events.append(("unhealthy", now(loop), error)),
+                           lambda: events.append(("healthy", now(loop))))
 
 
 def test_health_tries_every_interval_and_reports_after_retries_in_a_row(loop, script):
@@ -216,7 +189,7 @@ def test_health_tries_every_interval_and_reports_after_retries_in_a_row(loop, sc
     events = []
     live = liveness(loop, check(interval=10.0, timeout=2.0, retries=3), events)
     live.start()
-    loop.advance(95)
+    until(loop, 95)
     assert tries.started == [10.0 * n for n in range(1, 10)]
     # a failure, a pass (the count starts again), then three in a row: unhealthy once, healthy once
     assert events == [("unhealthy", 60.0, "e3"), ("healthy", 80.0)]
@@ -227,9 +200,9 @@ def test_health_cancel_leaves_no_timer(loop, script):
     script([None] * 5)
     live = liveness(loop, check(interval=10.0), [])
     live.start()
-    loop.advance(25)
+    until(loop, 25)
     live.cancel()
-    assert loop.pending() == []
+    assert pending(loop) == []
 
 
 def test_split_url_and_describe():
