@@ -20,9 +20,9 @@ from pysuper import osproc
 from pysuper.probes import attempt, describe
 
 # A ready check's gap between tries is FIRST_GAP plus SLOWDOWN times the time since the start, up to
-# `interval`: a program that is ready after t seconds is seen within about 10 ms + t / 10.
-FIRST_GAP = 0.01
-SLOWDOWN = 0.1
+# `interval`: a program that is ready after t seconds is seen within about 5 ms + t / 20.
+FIRST_GAP = 0.005
+SLOWDOWN = 0.05
 
 
 class LogWatch:

@@ -75,11 +75,11 @@ def readiness(loop, item, events, notifier=None, name="web"):
 
 
 def test_ready_tries_come_quickly_then_every_interval(loop, script):
-    tries = script(["refused"] * 80 + [None])
+    tries = script(["refused"] * 120 + [None])
     events = []
     ready = readiness(loop, check(interval=1.0), events)
     ready.start()
-    until(loop, 100)
+    until(loop, 300)
     assert tries.started[0] == pytest.approx(health.FIRST_GAP)
     for began, following in zip(tries.started, tries.started[1:]):
         gap = following - began
