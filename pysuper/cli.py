@@ -10,6 +10,7 @@ EXIT_USAGE = 2
 
 USAGE = """\
 usage: pysuper [-c FILE]                 run the programs of a config (PID 1 or not)
+       pysuper [-c FILE] [run] NAME...   run only these programs and what they depend on
        pysuper check [-c FILE]           validate a config and list its programs
        pysuper -- CMD [ARGS...]          run one program as an init (like tini)
        pysuper convert [FILE] [-o OUT]   turn a supervisord config into a pysuper config
@@ -92,13 +93,13 @@ def main(argv=None) -> int:
         command = "run"
         if rest and rest[0] in ("run", "check"):
             command = rest.pop(0)
-        if rest:
+        if rest and (command == "check" or rest[0].startswith("-")):
             raise UsageError("unexpected argument %r (see pysuper --help)" % rest[0])
     except UsageError as exc:
         return _error(str(exc))
     if command == "check":
         return check(path)
-    return run(path)
+    return run(path, rest)
 
 
 def _load(path):
@@ -142,11 +143,32 @@ def check(path) -> int:
     return 0
 
 
-def run(path) -> int:
+def _selected(config, names):
+    """The instances that `pysuper run NAME...` names (a declared name means all its replicas), or
+    a usage error naming the unknown one and the nearest name."""
+    from pysuper import graph
+    from pysuper.names import closest
+    found = []
+    for name in names:
+        instances = [name] if name in config.programs else graph.instances_of(config, name)
+        if not instances:
+            known = list(config.declared) + [n for n in config.programs if n not in config.declared]
+            near = closest(name, known)
+            raise UsageError("no program named %r in %s%s" % (name, config.path,
+                                                             "; did you mean %r?" % near if near else ""))
+        found.extend(instance for instance in instances if instance not in found)
+    return found
+
+
+def run(path, names=()) -> int:
     from pysuper import config as configmod
     config, code = _load(path)
     if config is None:
         return code
+    try:
+        only = _selected(config, names) if names else None
+    except UsageError as exc:
+        return _error(str(exc))
     problems = configmod.host_problems(config)
     if problems:
         for line in problems:
@@ -157,6 +179,7 @@ def run(path) -> int:
     from pysuper.supervisor import Supervisor
     loop = Loop()
     supervisor = Supervisor(config, loop)
+    supervisor.only = only
     if config.settings.control_socket is not False:
         from pysuper import control
         try:

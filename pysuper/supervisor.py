@@ -98,6 +98,7 @@ class Supervisor:
         self._table = None  # see _process_table
         self.on_reload: Optional[Callable[[], None]] = None  # SIGHUP; set by the control server
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
+        self.only: Optional[List[str]] = None  # `pysuper run NAME...`: start these and their dependencies
         loop.on_error = self._internal_error
         self.orchestra = Orchestra(self)
         for program_config in config.programs.values():
@@ -131,7 +132,10 @@ class Supervisor:
             self.log("warning: not PID 1 and cannot become a child subreaper; orphans of programs "
                      "will not be reaped by pysuper")
         self._on_sigchld(signal.SIGCHLD)
-        names = [name for name in graph.start_order(self.config) if self.programs[name].config.autostart]
+        if self.only is not None:  # named on the command line: autostart or not, with what they need
+            names = graph.closure(self.config, self.only)
+        else:
+            names = [name for name in graph.start_order(self.config) if self.programs[name].config.autostart]
         if names:
             self.log("starting %s" % ", ".join(names))
         for name in names:

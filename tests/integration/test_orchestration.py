@@ -240,3 +240,49 @@ def test_reload_scales_replicas_down_and_up(pysuper):
         ps.wait_state("web-%d" % index, "RUNNING")
     again = ps.status()
     assert [again[n]["pid"] for n in ("web-0", "web-1")] == [before[n]["pid"] for n in ("web-0", "web-1")]
+
+
+RUN_CONFIG = """
+[programs.db]
+command = "sleep 600"
+start_seconds = 0.1
+autostart = false
+
+[programs.web]
+command = "sleep 600"
+depends_on = { db = "ready" }
+start_seconds = 0.1
+autostart = false
+
+[programs.check]
+command = "sleep 600"
+start_seconds = 0.1
+
+[programs.other]
+command = "sleep 600"
+start_seconds = 0.1
+"""
+
+
+@pytest.mark.parametrize("words", [["run", "web"], ["web"]])
+def test_run_names_starts_them_and_their_dependencies_only(run_config, words):
+    ps = run_config(RUN_CONFIG, *words)
+    ps.err.wait_for(r"starting db, web$")
+    ps.err.wait_for(r"web: started with pid")
+    ps.signal(signal.SIGTERM)
+    assert ps.wait() == 0
+    assert not ps.err.matching(r"(check|other): started")
+
+
+def test_run_a_program_named_like_a_subcommand(run_config):
+    ps = run_config(RUN_CONFIG, "run", "check")
+    ps.err.wait_for(r"check: started with pid")
+    ps.signal(signal.SIGTERM)
+    assert ps.wait() == 0
+
+
+def test_run_an_unknown_name_is_a_usage_error(run_config):
+    ps = run_config(RUN_CONFIG, "run", "wbe")
+    assert ps.wait() == 2
+    assert ps.err.lines[-1].startswith("pysuper: no program named 'wbe' in ")
+    assert ps.err.lines[-1].endswith("; did you mean 'web'?")
