@@ -15,10 +15,12 @@ import signal
 from collections import deque
 from typing import Callable, Dict, List, Optional
 
+from pysuper import graph
 from pysuper import osproc as _osproc
 from pysuper.config import Config, ProgramConfig, program_environment, resolve_user
 from pysuper.logs import Output
 from pysuper.loop import callback_name
+from pysuper.orchestra import Orchestra
 from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, STOPPING, Program
 from pysuper.reload import Outcome
 from pysuper.signals import describe_exit
@@ -64,12 +66,13 @@ def _program_of(traceback) -> Optional[Program]:
 
 class Launch:
     """A process the supervisor started: kept in the pid table until its pid is reaped."""
-    __slots__ = ("program", "process", "relays")
+    __slots__ = ("program", "process", "relays", "on_exit")
 
-    def __init__(self, program: Program, process, relays):
+    def __init__(self, program: Program, process, relays, on_exit=None):
         self.program = program
         self.process = process  # the Popen; its returncode is set when the pid is reaped
         self.relays = relays  # the output relays reading its stdout and stderr
+        self.on_exit = on_exit  # for a check's process: gets the exit code instead of the program
 
 
 class Supervisor:
@@ -103,13 +106,17 @@ class Supervisor:
         self._table = None  # see _process_table
         self.reloader = None  # a pysuper.reload.Reloader, set by cli.run: SIGHUP and `ctl reload` use it
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
+        self.only: Optional[List[str]] = None  # `pysuper run NAME...`: start these and their dependencies
         loop.on_error = self._internal_error
+        self.orchestra = Orchestra(self)
         for program_config in config.programs.values():
             self._add(program_config)
 
     # -- set-up ------------------------------------------------------------------------------
     def _add(self, program_config: ProgramConfig) -> Program:
-        self._spawn_args[program_config.name] = (program_environment(program_config), resolve_user(program_config))
+        env = program_environment(program_config)
+        env.update(self.orchestra.environment(program_config))
+        self._spawn_args[program_config.name] = (env, resolve_user(program_config))
         program = Program(program_config, self)
         self.programs[program_config.name] = program
         return program
@@ -133,11 +140,15 @@ class Supervisor:
             self.log("warning: not PID 1 and cannot become a child subreaper; orphans of programs "
                      "will not be reaped by pysuper")
         self._on_sigchld(signal.SIGCHLD)
-        names = [name for name, program in self.programs.items() if program.config.autostart]
+        if self.only is not None:  # named on the command line: autostart or not, with what they need
+            names = graph.closure(self.config, self.only)
+        else:
+            names = [name for name in graph.start_order(self.config) if self.programs[name].config.autostart]
         if names:
             self.log("starting %s" % ", ".join(names))
         for name in names:
-            self.programs[name].start()
+            self.orchestra.request_start(self.programs[name])
+        self.orchestra.update_watch()
         self._schedule_check()
 
     def run(self) -> int:
@@ -172,6 +183,21 @@ class Supervisor:
         self.pids[process.pid] = Launch(program, process, relays)
         return process.pid
 
+    def spawn_check(self, program: Program, argv, output_fd: int, on_exit) -> int:
+        """Run a check's command as the program runs (user, directory, environment); its exit code
+        goes to on_exit when it is reaped."""
+        env, user = self._spawn_args[program.name]
+        process = self.osproc.spawn(list(argv), cwd=program.config.directory, env=env, user=user,
+                                    stdout=output_fd, stderr=output_fd)
+        self.pids[process.pid] = Launch(program, process, [], on_exit)
+        return process.pid
+
+    def check_ready(self, program: Program, on_ready, on_fail):
+        return self.orchestra.check_ready(program, on_ready, on_fail)
+
+    def check_health(self, program: Program, on_unhealthy, on_healthy):
+        return self.orchestra.check_health(program, on_unhealthy, on_healthy)
+
     def signal(self, program: Program, signum: int) -> bool:
         return program.pgid is not None and self.osproc.killpg(program.pgid, signum)
 
@@ -201,6 +227,7 @@ class Supervisor:
     def changed(self, program: Program, old: str, new: str, event: str):
         if (program.config.critical and new in (EXITED, FATAL) and not self.shutting_down):
             self._critical_ended(program)
+        self.orchestra.changed(program, old, new)
         if self._waiters:
             self.loop.call_soon(self._run_waiters)
         self._schedule_check()
@@ -225,6 +252,9 @@ class Supervisor:
                     orphans = True
                     continue
                 launch.process.returncode = code
+                if launch.on_exit is not None:
+                    launch.on_exit(code)
+                    continue
                 self.output.drain(launch.relays)
                 launch.program.on_exit(code)
         finally:
@@ -269,10 +299,13 @@ class Supervisor:
         self._deadline = self.now() + budget
         live = [p.name for p in self.programs.values() if p.state in ACTIVE]
         self.log("%s; stopping %s" % (reason, ", ".join(live) if live else "(nothing running)"))
-        for program in self.programs.values():
-            program.stop(timeout=budget)
+        self.orchestra.stop_in_order()  # dependents first; the others as their dependents stop
         self._budget_timer = self.loop.call_later(budget, self._budget_over)
         self._schedule_check()
+
+    def budget_left(self) -> float:
+        """Seconds left of shutdown_timeout during a shutdown."""
+        return max(0.0, (self._deadline or self.now()) - self.now())
 
     def _budget_over(self):
         self._budget_timer = None
@@ -351,6 +384,7 @@ class Supervisor:
         killed = [p.name for p in self.programs.values() if p.killed]
         detail = "; killed after timeout: %s" % ", ".join(killed) if killed else ""
         self.exit_code = code
+        self.orchestra.close()
         self.output.close_relays()
         for callback in self.on_exit:
             callback()
@@ -390,7 +424,7 @@ class Supervisor:
             self.when(lambda: program.state != STOPPING or self.programs.get(name) is not program,
                       lambda: self.start_program(name, done))
             return None
-        program.start()
+        self.orchestra.start_with_dependencies(name)
 
         def settled():
             if self.shutting_down or self.programs.get(name) is not program:
@@ -453,6 +487,9 @@ class Supervisor:
         for program in self.programs.values():
             if not program.config.autostart and program.state == STOPPED and not program.held:
                 continue
+            if program.state == RUNNING and program.health_failing:
+                problems.append("%s is failing its health check: %s" % (program.name, program.health_error))
+                continue
             if program.state == RUNNING or program.healthy_exit:
                 continue
             if program.held:
@@ -474,7 +511,9 @@ class Supervisor:
         old = self.config.programs
         added = [name for name in config.programs if name not in old]
         removed = [name for name in old if name not in config.programs]
-        changed = [name for name in config.programs if name in old and config.programs[name] != old[name]]
+        # A change of replicas alone leaves the replicas that stay untouched.
+        changed = [name for name in config.programs
+                   if name in old and config.programs[name].replace(replicas=0) != old[name].replace(replicas=0)]
         self.config = config
         self.settings = self.settings.replace(shutdown_timeout=config.settings.shutdown_timeout)
         self.output.set_names(list(self.programs) + added)
@@ -485,7 +524,8 @@ class Supervisor:
                 continue  # the old program of that name is still stopping; it is replaced once gone
             program = self._add(config.programs[name])
             if program.config.autostart:
-                program.start()
+                self.orchestra.request_start(program)
+        self.orchestra.update_watch()
         return added, changed, removed
 
     def _settle_later(self, name: str):
@@ -504,13 +544,15 @@ class Supervisor:
         if name not in self.config.programs:
             del self.programs[name]
             self._spawn_args.pop(name, None)
+            self.orchestra.forget(name)
         else:
             program = self._add(self.config.programs[name])
             program.restarts = old.restarts
             if old.held:
                 program.held = True  # stopped by hand: it stays stopped with its new settings
             elif (was_active or program.config.autostart) and not self.shutting_down:
-                program.start()
+                self.orchestra.request_start(program)
+            self.orchestra.update_watch()
         if self._waiters:
             self.loop.call_soon(self._run_waiters)  # requests waiting on this program
         self._schedule_check()

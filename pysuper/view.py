@@ -12,7 +12,7 @@ from pysuper.signals import describe_exit
 class ProgramView(Record):
     FIELDS = (
         ("name", None),
-        ("state", None),            # STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL
+        ("state", None),            # STOPPED, WAITING, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL
         ("pid", None),              # of the running process, else None
         ("pgid", None),             # its process group (signals go there), else None
         ("uptime", None),           # seconds since the running process started, else None
@@ -25,6 +25,12 @@ class ProgramView(Record):
         ("error", None),            # why the last start failed before the program ran (exec errors)
         ("autostart", True),
         ("removed", False),         # removed from the config by a reload, still being stopped
+        ("type", "service"),        # "service" or "oneshot"
+        ("ready", None),            # passed its ready check: True/False, None without a `ready` key
+        ("health", None),           # "passing", "failing", None without a `health` key
+        ("waiting_for", []),        # ["db (ready)", ...] while WAITING, else []
+        ("notify_status", None),    # the last sd_notify STATUS= text, or None
+        ("replica", None),          # index among the replicas, None when replicas = 1
     )
     __slots__ = tuple(name for name, _ in FIELDS)
 
@@ -50,4 +56,5 @@ def build(supervisor, program) -> ProgramView:
         error=program.spawn_error,
         autostart=program.config.autostart,
         removed=program.name not in supervisor.config.programs,
+        **supervisor.orchestra.fields(program)
     )

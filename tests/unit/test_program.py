@@ -6,7 +6,9 @@ import pytest
 
 from pysuper.config import ProgramConfig
 from pysuper.osproc import SpawnError
-from pysuper.program import BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING, TRANSITIONS, Program
+from pysuper.policy import backoff_delay
+from pysuper.program import (BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING, TRANSITIONS, WAITING,
+                             Program)
 
 
 class FakeTimer:
@@ -87,7 +89,7 @@ def make(**overrides):
 
 
 def test_every_transition_target_is_a_state():
-    states = {STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL}
+    states = {STOPPED, WAITING, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL}
     for (state, _), target in TRANSITIONS.items():
         assert state in states and target in states
 
