@@ -167,31 +167,15 @@ def check(path) -> int:
     return 0
 
 
-def _selected(config, names):
-    """The instances that `pysuper run NAME...` names (a declared name means all its replicas), or
-    a usage error naming the unknown one and the nearest name."""
-    from pysuper import graph
-    from pysuper.names import closest
-    found = []
-    for name in names:
-        instances = [name] if name in config.programs else graph.instances_of(config, name)
-        if not instances:
-            known = list(config.declared) + [n for n in config.programs if n not in config.declared]
-            near = closest(name, known)
-            raise UsageError("no program named %r in %s%s" % (name, config.path,
-                                                             "; did you mean %r?" % near if near else ""))
-        found.extend(instance for instance in instances if instance not in found)
-    return found
-
-
 def run(path, names=()) -> int:
     from pysuper import config as configmod
     config, code = _load(path)
     if config is None:
         return code
     try:
-        only = _selected(config, names) if names else None
-    except UsageError as exc:
+        from pysuper import graph
+        only = frozenset(graph.select(config, names)) if names else None
+    except LookupError as exc:
         return _error(str(exc))
     problems = configmod.host_problems(config)
     if problems:
