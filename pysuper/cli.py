@@ -10,7 +10,7 @@ EXIT_USAGE = 2
 
 USAGE = """\
 usage: pysuper [-c FILE]                 run the programs of a config (PID 1 or not)
-       pysuper check [-c FILE]           validate a config and list its programs
+       pysuper check [[-c] FILE]         validate a config and list its programs
        pysuper -- CMD [ARGS...]          run one program as an init (like tini)
        pysuper convert [FILE] [-o OUT]   turn a supervisord config into a pysuper config
        pysuper ctl [--socket PATH] [-c FILE] COMMAND ...
@@ -83,6 +83,8 @@ def main(argv=None) -> int:
         command = "run"
         if rest and rest[0] in ("run", "check"):
             command = rest.pop(0)
+        if command == "check" and rest and path is None and not rest[0].startswith("-"):
+            path = rest.pop(0)  # pysuper check FILE, like pysuper check -c FILE
         if rest:
             raise UsageError("unexpected argument %r (see pysuper --help)" % rest[0])
     except UsageError as exc:
@@ -118,8 +120,9 @@ def check(path) -> int:
         extra = "" if program.autostart else ", autostart = false"
         if program.critical:
             extra += ", critical"
-        sys.stdout.write("%s  %s  (restart = %s%s)\n" % (program.name.ljust(width),
-                                                         " ".join(shlex.quote(w) for w in program.command),
+        command = " ".join(shlex.quote(w) for w in program.command)
+        command = "".join(c if c.isprintable() else repr(c)[1:-1] for c in command)  # one line per program
+        sys.stdout.write("%s  %s  (restart = %s%s)\n" % (program.name.ljust(width), command,
                                                          program.restart, extra))
     problems = configmod.host_problems(config)
     for line in problems:
