@@ -33,7 +33,9 @@ class CheckTarget:
         self._supervisor.osproc.killpg(pid, signal.SIGKILL)
 
     def follow(self, callback):
-        return self._supervisor.output.follow(self._program.name, callback)
+        name = self._program.name
+        self._supervisor.follow(name, callback)
+        return lambda: self._supervisor.unfollow(name, callback)
 
 
 class Orchestra:
