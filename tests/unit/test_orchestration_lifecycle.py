@@ -240,3 +240,16 @@ def test_a_stop_during_an_unhealthy_restart_wins():
     host.group = False
     program.on_exit(143)
     assert program.state == STOPPED and len(host.spawns) == 1
+
+
+def test_regression_notify_without_a_socket_is_a_failed_start_not_a_crash(monkeypatch, tmp_path):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "missing"))
+    supervisor, fake_os, output, _ = replay('''
+[programs.db]
+command = ["db"]
+ready = { notify = true }
+start_retries = 1
+''', [])
+    assert output.matching("error: cannot create the sd_notify socket: No such file or directory")
+    assert output.matching("db: not ready within") == [] and supervisor.programs["db"].state == FATAL
+    assert output.matching("db: cannot create the sd_notify socket: No such file or directory; stopping it")
