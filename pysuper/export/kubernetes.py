@@ -157,31 +157,31 @@ class _Builder:
         return container
 
     def _environment(self, unit, program, text, used, notes):
-        entries, values = [], []
-        own = {}
+        """Secret references first (for the ${VAR}s the container uses), then its own variables.
+        KEY = "${KEY}" or "${KEY:-default}" is just the Secret's KEY."""
+        own, from_secret = {}, []
         for key, value in program.environment.items():
             refs = common.variables_of(value)
-            if value == "${%s}" % key or (len(refs) == 1 and refs[0][0] == key and value == "${%s:-%s}" % refs[0]):
+            if len(refs) == 1 and refs[0][0] == key and value in ("${%s}" % key, "${%s:-%s}" % refs[0]):
                 self.secrets.note(key, refs[0][1])
-                used.append((key, refs[0][1]))
+                from_secret.append(key)
+                if refs[0][1] is not None:
+                    notes.append("%s: from the Secret %s when it has %s, else the image's own %s (Kubernetes "
+                                 "applies no default)" % (setting(key, value), self.secrets.secret, key, key))
                 continue
             own[key] = value
-        for key, value in own.items():
-            values.append({"name": key, "value": text(value)})
-        seen = set()
-        for var, _ in used:
-            if var in seen:
-                continue
-            seen.add(var)
+        values = [{"name": key, "value": text(value)} for key, value in own.items()]
+        if any(default is not None for _, default in used):
+            notes.append("${VAR:-default}: Kubernetes applies no defaults; a key missing from the Secret %s "
+                         "leaves $(VAR) as written" % self.secrets.secret)
+        entries = []
+        for var in from_secret + [name for name, _ in used if name not in from_secret]:
             if var in own:
                 self.export.warn("%s: ${%s} would read the program's own %s=%s in Kubernetes, not the "
                                  "Secret" % (unit.name, var, var, common.show(own[var])))
                 continue
             entries.append({"name": var, "valueFrom": {"secretKeyRef": {
                 "name": self.secrets.secret, "key": var, "optional": True}}})
-        if any(default is not None for _, default in used):
-            notes.append("${VAR:-default}: Kubernetes applies no defaults; a key missing from the Secret %s "
-                         "leaves $(VAR) as written" % self.secrets.secret)
         return entries + values
 
     def _security(self, unit, program, notes, pod_groups):
