@@ -36,26 +36,35 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
+def config_option(arg: str, rest: list):
+    """The FILE of a config option: `-c FILE`, `--config FILE` (FILE taken from the front of
+    `rest`), `-cFILE` or `--config=FILE`; None when `arg` is not a config option.
+
+    The one reading of -c FILE, for `pysuper` and `pysuper ctl`.
+    """
+    if arg in ("-c", "--config"):
+        if not rest:
+            raise UsageError("%s needs a file name" % arg)
+        return rest.pop(0)
+    if arg.startswith("--config="):
+        return arg.split("=", 1)[1]
+    if arg.startswith("-c") and len(arg) > 2:
+        return arg[2:]
+    return None
+
+
 def _parse_config_flag(args):
-    """Take -c/--config FILE out of args; return (path or None, rest)."""
+    """Take -c/--config FILE out of args, wherever it is; return (path or None, rest)."""
     path = None
     rest = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg in ("-c", "--config"):
-            if i + 1 >= len(args):
-                raise UsageError("%s needs a file name" % arg)
-            path = args[i + 1]
-            i += 2
-            continue
-        if arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        elif arg.startswith("-c") and len(arg) > 2:
-            path = arg[2:]
-        else:
+    todo = list(args)
+    while todo:
+        arg = todo.pop(0)
+        value = config_option(arg, todo)
+        if value is None:
             rest.append(arg)
-        i += 1
+        else:
+            path = value
     return path, rest
 
 

@@ -471,26 +471,27 @@ COMMANDS = {
 
 def _global_options(argv):
     """(socket flag, config flag, command, command args)."""
+    from pysuper import cli
     socket_flag = config_flag = None
     args = list(argv)
     while args and args[0].startswith("-"):
         arg = args.pop(0)
         if arg in ("-h", "--help"):
             return None, None, "help", []
-        if arg in ("--socket", "-s", "-c", "--config"):
+        try:
+            config = cli.config_option(arg, args)
+        except cli.UsageError as exc:
+            raise UsageError(str(exc)) from None
+        if config is not None:
+            config_flag = config
+        elif arg in ("--socket", "-s"):
             if not args:
                 raise UsageError("%s needs a value" % arg)
-            value = args.pop(0)
-        elif arg.startswith("--socket=") or arg.startswith("--config="):
-            arg, value = arg.split("=", 1)
-        elif arg.startswith("-c") and len(arg) > 2:
-            arg, value = "-c", arg[2:]
+            socket_flag = args.pop(0)
+        elif arg.startswith("--socket="):
+            socket_flag = arg.split("=", 1)[1]
         else:
             raise UsageError("unknown option %s (see pysuper ctl --help)" % arg)
-        if arg in ("--socket", "-s"):
-            socket_flag = value
-        else:
-            config_flag = value
     if not args:
         raise UsageError("no command given (see pysuper ctl --help)")
     return socket_flag, config_flag, args[0], args[1:]

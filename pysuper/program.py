@@ -8,7 +8,9 @@ fake host and a fake clock in the unit tests.
 
 from typing import Optional
 
-from pysuper.signals import describe_exit
+from pysuper import policy
+from pysuper.policy import backoff_delay  # noqa: F401  (part of this module's interface)
+from pysuper.signals import describe_exit, short_exit, signal_of
 from pysuper.signals import name as signal_name
 
 STOPPED = "STOPPED"
@@ -43,15 +45,6 @@ TRANSITIONS = {
     (STOPPING, "stopped"): STOPPED,      # the process group is gone
 }
 
-# Backoff: 1 s, 2 s, 4 s ... capped at backoff_max, each delay jittered by up to +-10 %.
-FIRST_DELAY = 1.0
-
-
-def backoff_delay(attempt: int, cap: float) -> float:
-    """Delay before the restart that follows `attempt` failures in a row (attempt >= 1)."""
-    return min(cap, FIRST_DELAY * 2 ** min(attempt - 1, 32))
-
-
 class Program:
     def __init__(self, config, host):
         self.config = config
@@ -60,14 +53,13 @@ class Program:
         self.state = STOPPED
         self.pid: Optional[int] = None
         self.pgid: Optional[int] = None
-        self.process = None  # the Popen, kept until its pid is reaped
-        self.relays = []
         self.started_at: Optional[float] = None
         self.exited_at: Optional[float] = None
         self.last_exit: Optional[int] = None  # exit code of the last run, 128+N for signal N
         self.failures = 0  # failed starts in a row
         self.streak = 0  # crashes after a healthy start, since the last long run
         self.restarts = 0  # automatic restarts since pysuper started the program
+        self.spawns = 0  # attempts to start a process, automatic or not
         self.held = False  # stopped by a person: not restarted, not a failure
         self.killed = False  # the last stop needed SIGKILL
         self.spawn_error: Optional[str] = None
@@ -165,6 +157,7 @@ class Program:
 
     # -- events from the host ----------------------------------------------------------------
     def _spawn(self):
+        self.spawns += 1
         self.spawn_error = None
         self.killed = False
         try:
@@ -177,7 +170,9 @@ class Program:
             self.started_at = self.exited_at = self.host.now()
             self.last_exit = code
             self.host.log("%s: cannot start: %s" % (self.name, exc))
-            self._failed_start()
+            decision = policy.after_exit(self.config, None, 0.0, False, self.failures, self.streak)
+            self.failures, self.streak = decision.failures, decision.streak
+            self._failed_start(decision)
             return
         self.pgid = self.pid
         self.started_at = self.host.now()
@@ -197,59 +192,56 @@ class Program:
         """The process we started has been reaped with this exit code."""
         now = self.host.now()
         self.pid = None
-        self.process = None
         self.exited_at = now
         self.last_exit = code
         self._cancel_timer()
         if self.state == STOPPING:
-            self.host.log("%s: stopped (%s)" % (self.name, describe_exit(code)))
+            how = short_exit(code) if signal_of(code) is not None else describe_exit(code)
+            self.host.log("%s: stopped (%s)" % (self.name, how))  # "stopped (SIGTERM)"
             self.group_check()
             return
         ran = now - (now if self.started_at is None else self.started_at)
         if self.state == STARTING and ran >= self.config.start_seconds:
             self._started()  # it did last long enough; the timer just had not fired yet
-        policy = self.config.restart
-        restart = policy == "always" or (policy == "on-failure" and not self.config.expects(code))
-        if not restart:
-            expected = "expected" if self.config.expects(code) else "unexpected"
+        decision = policy.after_exit(self.config, code, ran, self.state == RUNNING, self.failures, self.streak)
+        self.failures, self.streak = decision.failures, decision.streak
+        if decision.action == policy.FINISHED:
             self.host.log("%s: %s (%s), not restarting (restart = \"%s\")"
-                          % (self.name, describe_exit(code), expected, policy))
+                          % (self.name, describe_exit(code), "expected" if decision.expected else "unexpected",
+                             self.config.restart))
             self._go("finished")
-            return
-        if self.state == STARTING:
-            self.host.log("%s: %s after %.2f s, before start_seconds = %g"
-                          % (self.name, describe_exit(code), ran, self.config.start_seconds))
-            self._failed_start()
-            return
-        if ran >= self.config.backoff_max:
-            self.streak = 0
-        delay = 0.0 if self.streak == 0 else self.host.jitter(backoff_delay(self.streak, self.config.backoff_max))
-        self.streak += 1
-        self.restarts += 1
-        if delay <= 0:
+        elif decision.action == policy.RESTART_NOW:
             self.host.log("%s: %s; restarting" % (self.name, describe_exit(code)))
+            self.restarts += 1
             self._go("restart_now")
             self._spawn()
-        else:
+        elif decision.action == policy.RESTART_LATER:
+            delay = self.host.jitter(decision.delay)
             self.host.log("%s: %s; restarting in %.1f s" % (self.name, describe_exit(code), delay))
             self._go("crashed")
             self._timer = self.host.call_later(delay, self._retry)
+        else:
+            self.host.log("%s: %s after %.2f s, before start_seconds = %g"
+                          % (self.name, describe_exit(code), ran, self.config.start_seconds))
+            self._failed_start(decision)
 
-    def _failed_start(self):
-        self.failures += 1
-        if self.failures >= max(1, self.config.start_retries):
+    def _failed_start(self, decision):
+        """Apply a FAILED_START or GIVE_UP decision (the program is STARTING)."""
+        retries = max(1, self.config.start_retries)
+        if decision.action == policy.GIVE_UP:
             self.host.log("%s: FATAL: %d failed start%s in a row (start_retries = %d); giving up"
                           % (self.name, self.failures, "" if self.failures == 1 else "s",
                              self.config.start_retries))
             self._go("gave_up")
             return
-        delay = self.host.jitter(backoff_delay(self.failures, self.config.backoff_max))
+        delay = self.host.jitter(decision.delay)
         self.host.log("%s: failed to start (%d of %d); retrying in %.1f s"
-                      % (self.name, self.failures, max(1, self.config.start_retries), delay))
+                      % (self.name, self.failures, retries, delay))
         self._go("failed_start")
         self._timer = self.host.call_later(delay, self._retry)
 
     def _retry(self):
+        """The backoff delay is over: the next automatic start, counted once here."""
         self._timer = None
         if self.state == BACKOFF:
             self.restarts += 1

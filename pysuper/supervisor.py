@@ -1,25 +1,42 @@
 """The supervisor: the pid table, reaping, signal policy, start order, shutdown and exit policy.
 
 It is the host of every Program (spawn, signal, timers, log) and offers the command API that the
-control socket uses. One pid table maps each live pid to its Program; a reaped pid is popped from it
-before anything can be respawned, so a reused pid can never be confused with an old one. Reaped pids
-that are not in the table are orphans (PID 1 or subreaper) and are reaped quietly.
+control socket uses. Every OS operation goes through one object, `osproc` (the module of that name
+unless a test passes a fake), so the whole supervisor runs without processes in the unit tests.
+
+One pid table maps each live pid to its `Launch`: the Popen, the program's output relays and the
+Program. A reaped pid is popped from it before anything can be respawned, so a reused pid can never
+be confused with an old one. Reaped pids that are not in the table are orphans (PID 1 or subreaper)
+and are reaped quietly.
 """
 
 import os
 import signal
+from collections import deque
 from typing import Callable, Dict, List, Optional
 
-from pysuper import osproc
+from pysuper import osproc as _osproc
 from pysuper.config import Config, ProgramConfig, program_environment, resolve_user
 from pysuper.logs import Output
+from pysuper.loop import callback_name
 from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, STOPPING, Program
 from pysuper.signals import describe_exit
 from pysuper.signals import name as signal_name
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+# Signals whose default action would end or stop pysuper and that mean nothing to it. They get a
+# handler that does nothing (not SIG_IGN, which programs would inherit through exec). SIGPIPE and
+# SIGXFSZ stay ignored as Python sets them (spawn restores them for programs); synchronous faults
+# (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS) and SIGTSTP keep their default.
+IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
+    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGTTIN", "SIGTTOU")
+    if hasattr(signal, name)) + tuple(range(getattr(signal, "SIGRTMIN", 0), getattr(signal, "SIGRTMAX", -1) + 1))
 STRAY_GRACE = 1.0  # seconds strays get after SIGTERM when the budget is already spent (PID 1 only)
+
+
+def _ignore(signum):
+    pass
 
 
 def _jitter(delay: float) -> float:
@@ -28,16 +45,42 @@ def _jitter(delay: float) -> float:
     return delay * (0.9 + 0.2 * fraction)
 
 
+def _program_of(traceback) -> Optional[Program]:
+    """The innermost Program the failed code was working on (as `self` or `program`), if any."""
+    found = None
+    while traceback is not None:
+        local = traceback.tb_frame.f_locals
+        for candidate in (local.get("self"), local.get("program")):
+            if isinstance(candidate, Program):
+                found = candidate
+                break
+        traceback = traceback.tb_next
+    return found
+
+
+class Launch:
+    """A process the supervisor started: kept in the pid table until its pid is reaped."""
+    __slots__ = ("program", "process", "relays")
+
+    def __init__(self, program: Program, process, relays):
+        self.program = program
+        self.process = process  # the Popen; its returncode is set when the pid is reaped
+        self.relays = relays  # the output relays reading its stdout and stderr
+
+
 class Supervisor:
-    def __init__(self, config: Config, loop, output: Optional[Output] = None, pid1: Optional[bool] = None):
+    def __init__(self, config: Config, loop, output: Optional[Output] = None, pid1: Optional[bool] = None,
+                 osproc=_osproc):
         self.config = config
         self.loop = loop
+        self.osproc = osproc
         self.settings = config.settings
         self.output = output or Output(loop, config.settings.log_format, config.settings.color,
                                        config.settings.timestamps, config.programs)
         self.pid1 = os.getpid() == 1 if pid1 is None else pid1
         self.programs: Dict[str, Program] = {}
-        self.pids: Dict[int, Program] = {}
+        self.pids: Dict[int, Launch] = {}
+        self._exits = deque()  # (pid, code) reaped and not handled yet
         self._launch: Dict[str, tuple] = {}
         self.shutting_down = False
         self.exit_code: Optional[int] = None
@@ -52,6 +95,7 @@ class Supervisor:
         self._table = None  # see _process_table
         self.on_reload: Optional[Callable[[], None]] = None  # SIGHUP; set by the control server
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
+        loop.on_error = self._internal_error
         for program_config in config.programs.values():
             self._add(program_config)
 
@@ -68,11 +112,16 @@ class Supervisor:
             self.loop.add_signal_handler(signum, self._on_shutdown_signal)
         for signum in FORWARDED_SIGNALS:
             self.loop.add_signal_handler(signum, self._on_forward_signal)
+        for signum in IGNORED_SIGNALS:
+            try:
+                self.loop.add_signal_handler(signum, _ignore)
+            except (OSError, ValueError, RuntimeError):
+                pass  # a signal this system does not let us catch
 
     def start(self):
         """Reap what is already there, then start every autostart program in config order."""
         self.install_signals()
-        if not self.pid1 and not osproc.set_subreaper():
+        if not self.osproc.become_reaper(self.pid1):
             self.log("warning: not PID 1 and cannot become a child subreaper; orphans of programs "
                      "will not be reaped by pysuper")
         self._on_sigchld(signal.SIGCHLD)
@@ -106,34 +155,32 @@ class Supervisor:
         env, user = self._launch[program.name]
         stdout, stderr, relays = self.output.pipes(program.name)
         try:
-            process = osproc.spawn(config.command, cwd=config.directory, env=env, user=user,
-                                   stdout=stdout, stderr=stderr)
+            process = self.osproc.spawn(config.command, cwd=config.directory, env=env, user=user,
+                                        stdout=stdout, stderr=stderr)
         finally:
             for fd in (stdout, stderr):
                 if fd is not None:
                     os.close(fd)
-        program.process = process
-        program.relays = relays
-        self.pids[process.pid] = program
+        self.pids[process.pid] = Launch(program, process, relays)
         return process.pid
 
     def signal(self, program: Program, signum: int) -> bool:
-        return program.pgid is not None and osproc.killpg(program.pgid, signum)
+        return program.pgid is not None and self.osproc.killpg(program.pgid, signum)
 
     def snapshot(self, program: Program):
-        return osproc.descendants(program.pid, self._process_table()) if program.pid is not None else ()
+        return self.osproc.descendants(program.pid, self._process_table()) if program.pid is not None else ()
 
     def kill(self, program: Program, snapshot):
         if program.pgid is not None:
-            osproc.killpg(program.pgid, signal.SIGKILL)
+            self.osproc.killpg(program.pgid, signal.SIGKILL)
         if program.pid is not None:
-            snapshot = list(snapshot) + osproc.descendants(program.pid, self._process_table())
-        osproc.kill_snapshot(snapshot, signal.SIGKILL)
+            snapshot = list(snapshot) + self.osproc.descendants(program.pid, self._process_table())
+        self.osproc.kill_snapshot(snapshot, signal.SIGKILL)
 
     def _process_table(self):
         """One scan of /proc per loop round, shared by every program stopped or killed in it."""
         if self._table is None:
-            self._table = osproc.process_table()
+            self._table = self.osproc.process_table()
             self.loop.call_soon(self._forget_table)
         return self._table
 
@@ -141,7 +188,7 @@ class Supervisor:
         self._table = None
 
     def group_alive(self, program: Program) -> bool:
-        return program.pgid is not None and osproc.group_alive(program.pgid)
+        return program.pgid is not None and self.osproc.group_alive(program.pgid)
 
     def changed(self, program: Program, old: str, new: str, event: str):
         if (program.config.critical and new in (EXITED, FATAL) and not self.shutting_down):
@@ -150,18 +197,31 @@ class Supervisor:
             self.loop.call_soon(self._run_waiters)
         self._schedule_check()
 
+    def _internal_error(self, exc: Exception, callback):
+        """A loop callback raised (a bug): say where, naming the program, and keep supervising."""
+        program = _program_of(exc.__traceback__)
+        where = "program %s" % program.name if program is not None else callback_name(callback)
+        self.log("internal error in %s: %s: %s (set PYSUPER_DEBUG=1 for details); still supervising"
+                 % (where, type(exc).__name__, exc))
+
     # -- reaping -----------------------------------------------------------------------------
     def _on_sigchld(self, signum):
+        """Reap every exited child; hand each status to the Program whose pid it was."""
+        self._exits.extend(self.osproc.reap())
         orphans = False
-        for pid, code in osproc.reap():
-            program = self.pids.pop(pid, None)
-            if program is None:
-                orphans = True
-                continue
-            if program.process is not None:
-                program.process.returncode = code
-            self.output.drain(program.relays)
-            program.on_exit(code)
+        try:
+            while self._exits:
+                pid, code = self._exits.popleft()
+                launch = self.pids.pop(pid, None)
+                if launch is None:
+                    orphans = True
+                    continue
+                launch.process.returncode = code
+                self.output.drain(launch.relays)
+                launch.program.on_exit(code)
+        finally:
+            if self._exits:  # a Program failed on one exit (the loop reports it): the rest come next
+                self.loop.call_soon(self._on_sigchld, signal.SIGCHLD)
         if orphans:
             for program in self.programs.values():
                 if program.pid is None:
@@ -178,7 +238,7 @@ class Supervisor:
                 for program in self.programs.values():
                     program.kill_now()
                 if self._finishing and self.pid1:
-                    osproc.kill_all(signal.SIGKILL)
+                    self.osproc.kill_all(signal.SIGKILL)
             return
         self.shutdown("received %s" % name)
 
@@ -211,15 +271,16 @@ class Supervisor:
         for program in self.programs.values():
             program.kill_now()
         if self._finishing and self.pid1:
-            osproc.kill_all(signal.SIGKILL)
+            self.osproc.kill_all(signal.SIGKILL)
 
     def _critical_ended(self, program: Program):
         code = program.last_exit if program.last_exit is not None else 1
-        restarts = "%d restart%s" % (program.restarts, "" if program.restarts == 1 else "s")
         if program.state == FATAL:
-            what = "is FATAL (last run %s) after %s" % (describe_exit(code), restarts)
+            what = "is FATAL (last run %s)" % describe_exit(code)
         else:
-            what = "%s after %s" % (describe_exit(code), restarts)
+            what = describe_exit(code)
+        if program.restarts:
+            what += " after %d restart%s" % (program.restarts, "" if program.restarts == 1 else "s")
         self.shutdown("critical program %s %s" % (program.name, what), code=code)
 
     def _schedule_check(self):
@@ -253,21 +314,21 @@ class Supervisor:
     def _begin_finish(self):
         """Every program is down. As PID 1, ask strays to leave too; then exit."""
         self._finishing = True
-        if self.pid1 and osproc.has_children():
+        if self.pid1 and self.osproc.has_children():
             remaining = max(STRAY_GRACE, (self._deadline or self.now()) - self.now())
-            osproc.kill_all(signal.SIGTERM)
+            self.osproc.kill_all(signal.SIGTERM)
             self.loop.call_later(remaining, self._strays_kill)
             self._strays_check()
             return
         self._finish()
 
     def _strays_check(self):
-        if not osproc.has_children():
+        if not self.osproc.has_children():
             self._finish()
 
     def _strays_kill(self):
         if self.exit_code is None:
-            osproc.kill_all(signal.SIGKILL)
+            self.osproc.kill_all(signal.SIGKILL)
             self.loop.call_later(STRAY_GRACE, self._finish)
 
     def _finish(self):
@@ -344,9 +405,9 @@ class Supervisor:
         start has already followed waits for that start instead of stopping the program again.
         """
         program = self.programs[name]
-        asked = self.now()
+        asked = program.spawns
         program.stop()
-        self.when(lambda: program.state not in ACTIVE or (program.started_at or asked) > asked,
+        self.when(lambda: program.state not in ACTIVE or program.spawns > asked,
                   lambda: self.start_program(name, done))
 
     def signal_program(self, name: str, signum: int) -> bool:

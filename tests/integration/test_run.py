@@ -172,7 +172,7 @@ restart = "never"
 command = ["sleep", "60"]
 ''')
     assert ps.wait() == 7
-    assert re.search(r"critical program app exited with code 7 after 0 restarts.*exiting with code 7",
+    assert re.search(r"critical program app exited with code 7; exiting with code 7",
                      ps.last_line()), ps.last_line()
     assert ps.err.matching(r"sidecar: stopped")
 
@@ -311,6 +311,30 @@ def test_forwarded_signals_reach_every_program(run_config):
         ps.out.wait_for(r"^b .*got %s$" % name)
     ps.signal(signal.SIGTERM)
     assert ps.wait() == 0
+
+
+def test_regression_signals_that_would_stop_or_end_pysuper_are_ignored(run_config):
+    """Not PID 1, SIGTTIN/SIGTTOU stopped pysuper, and SIGALRM, SIGPROF, ... ended it with its
+    programs left running. They are ignored now; the USR1 sent after them is forwarded as before."""
+    code = ("import signal,time\n"
+            "signal.signal(signal.SIGUSR1, lambda n, f: print('got USR1', flush=True))\n"
+            "print('ready', flush=True)\n"
+            "while True: time.sleep(60)\n")
+    ps = run_config('[programs.a]\ncommand = %s\n' % toml_list(py(code)))
+    ps.out.wait_for("ready")
+    for signum in (signal.SIGTTIN, signal.SIGTTOU, signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF,
+                   signal.SIGXCPU, signal.SIGXFSZ, signal.SIGPIPE, signal.SIGIO, signal.SIGPWR,
+                   signal.SIGSTKFLT, signal.SIGRTMIN, signal.SIGRTMIN + 3, signal.SIGRTMAX):
+        ps.signal(signum)
+    ps.signal(signal.SIGUSR1)
+    ps.out.wait_for(r"^a .*got USR1$")
+    with open("/proc/%d/stat" % ps.pid) as handle:
+        state = handle.read().rsplit(")", 1)[1].split()[0]
+    assert state != "T", "pysuper is stopped"
+    assert ps.proc.poll() is None
+    ps.signal(signal.SIGTERM)
+    assert ps.wait() == 0
+    assert "internal error" not in ps.err.text()
 
 
 def test_children_start_with_clean_signal_state(run_config):
