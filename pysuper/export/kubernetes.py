@@ -132,6 +132,9 @@ class _Builder:
                     notes.append("%s: written with its defaults (Kubernetes expands no variables in "
                                  "workingDir)" % setting("directory", program.directory))
                 container["workingDir"] = directory
+        ports = common.check_ports(program)
+        if ports:
+            container["ports"] = [{"containerPort": port, "protocol": "TCP"} for port in ports]
         env = self._environment(unit, program, text, used, notes)
         if env:
             container["env"] = env

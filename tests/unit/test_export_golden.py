@@ -57,6 +57,8 @@ CASES = [
     ("node-hello", "pod", ["kubernetes", "--name", "node-hello"]),
     ("node-hello", "deployments", ["kubernetes", "--layout", "deployments", "--name", "node-hello"]),
 ]
+# configs that live elsewhere in the repository (relative to CONFIGS)
+PATHS = {"node-hello": os.path.join("..", "..", "..", "..", "docker", "node-hello", "pysuper.toml")}
 # values that are set while exporting and must never reach a file
 SECRETS = {"API_TOKEN": "s3cr3t-token", "DB_PASSWORD": "hunter2-password", "PORT": "4711",
            "APP_DIR": "/home/someone/checkout", "REGION": "moon-1"}
@@ -68,7 +70,7 @@ def export(monkeypatch, capsys, config, args):
     monkeypatch.chdir(CONFIGS)
     for key, value in SECRETS.items():
         monkeypatch.setenv(key, value)
-    code = command.main([args[0], "-c", config + ".toml", "--image", "example/app:1.0"] + args[1:])
+    code = command.main([args[0], "-c", PATHS.get(config, config + ".toml"), "--image", "example/app:1.0"] + args[1:])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return captured.out, captured.err
