@@ -105,7 +105,7 @@ class _Builder:
         self.unresolved = []
 
     # ------------------------------------------------------------------ one container
-    def container(self, unit, cname, notes, pod_groups=None):
+    def container(self, unit, cname, notes, pod_groups=None, job=False):
         program = unit.program
         used = []
 
@@ -152,11 +152,12 @@ class _Builder:
             notes.append("stop_signal = \"%s\": Kubernetes stops containers with SIGTERM (or the image's "
                          "STOPSIGNAL); there is no portable setting" % common.stop_signal_name(program)[3:])
         if program.exit_codes != (0,):
-            notes.append("%s: Kubernetes counts only exit code 0 as success" % setting("exit_codes", program.exit_codes))
+            notes.append("%s: Kubernetes counts only exit code 0 as success"
+                         % setting("exit_codes", program.exit_codes))
         if program.limits:
             notes.append("%s: Kubernetes has no per-container rlimits; set them in the runtime or the command"
                          % setting("limits", {k: v[0] if v[0] == v[1] else list(v) for k, v in program.limits.items()}))
-        notes.extend(common.program_comments(program))
+        notes.extend(common.program_comments(program, restarts_managed=not job))
         return container
 
     def _environment(self, unit, program, text, used, notes):
@@ -405,7 +406,7 @@ def _deployments(builder, export):
         notes = []
         if cname != unit.name:
             notes.append("program %s" % unit.name)
-        container = builder.container(unit, cname, notes)
+        container = builder.container(unit, cname, notes, job=unit.oneshot)
         for dependency, condition in unit.dependencies.items():
             notes.append("depends_on %s = \"%s\": Kubernetes starts everything at once; it must retry until "
                          "%s answers" % (dependency, condition, "%s-%s" % (name, cnames[dependency])))

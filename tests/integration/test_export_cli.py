@@ -33,7 +33,8 @@ def compose_config(path):
                           timeout=60, cwd=os.path.dirname(path))
 
 
-@pytest.mark.parametrize("name", sorted(n for n in os.listdir(GOLDEN) if n.endswith((".compose.yaml", ".separate.yaml"))))
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(GOLDEN)
+                                        if n.endswith((".compose.yaml", ".separate.yaml"))))
 def test_podman_compose_accepts_every_compose_golden(name, tmp_path):
     for env_file in os.listdir(CONFIGS):  # the env files the goldens name, beside the compose file
         if env_file.endswith(".env"):

@@ -63,7 +63,7 @@ def test_compose_shared_network_anchor_is_first_service_not_oneshot():
     # migrate runs before db: it cannot join db's network
     assert "network_mode" not in found["migrate"]
     assert "own network namespace" in comments_of(export, "services", "migrate")
-    for name, service in found.items():
+    for service in found.values():
         target = service.get("network_mode", "service:db").split(":", 1)[1]
         assert target in found
         for dependency in service.get("depends_on", {}):
@@ -94,7 +94,8 @@ environment = { X = "${SECRET}", Y = "a$$b", Z = "${Q:-$$x}" }
     service = found["a"]
     assert service["command"] == ["run", "${TOKEN}", "$$HOME", "$$PATH", "${PORT:-80}"]
     assert service["working_dir"] == "${DIR:-/srv}"
-    assert service["environment"] == {"X": "${SECRET}", "Y": "a$$b", "Z": "${Q:-$$$$x}"}  # pysuper keeps a default as written
+    # pysuper keeps a default as written: its $$ stays two dollars, four for Compose
+    assert service["environment"] == {"X": "${SECRET}", "Y": "a$$b", "Z": "${Q:-$$$$x}"}
     assert "must-not-appear" not in repr(export.documents)
     assert "${TOKEN}" in export.notes[0]
 
