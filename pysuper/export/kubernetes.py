@@ -408,8 +408,9 @@ def _deployments(builder, export):
             notes.append("program %s" % unit.name)
         container = builder.container(unit, cname, notes, job=unit.oneshot)
         for dependency, condition in unit.dependencies.items():
+            what = "%s-%s %s" % (name, cnames[dependency], "has finished" if condition == "completed" else "answers")
             notes.append("depends_on %s = \"%s\": Kubernetes starts everything at once; it must retry until "
-                         "%s answers" % (dependency, condition, "%s-%s" % (name, cnames[dependency])))
+                         "%s" % (dependency, condition, what))
         meta = {"name": full, "labels": labels(name, cname)}
         pod_labels = {"metadata": {"labels": labels(name, cname)}}
         grace = seconds(program.stop_timeout, 0)
