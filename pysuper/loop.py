@@ -69,7 +69,7 @@ class Loop:
         self._running = False
         self.on_error = None  # on_error(exc, callback): an exception escaped a callback
         self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._old_wakeup_fd = signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
         self._selector.register(self._wakeup_r, selectors.EVENT_READ, (self._read_signals, None))
 
     time = staticmethod(time.monotonic)

@@ -58,3 +58,38 @@ def _failed_start(config, failures: int, streak: int, expected: Optional[bool]) 
     if failures >= max(1, config.start_retries):
         return Decision(GIVE_UP, 0.0, failures, streak, expected)
     return Decision(FAILED_START, backoff_delay(failures, config.backoff_max), failures, streak, expected)
+
+
+def after_unhealthy(config, ran: float, streak: int) -> Decision:
+    """The decision once a program stopped for failing its health check is gone: it is restarted
+    whatever `restart` says, and the restart counts toward its backoff like a crash after a run."""
+    if ran >= config.backoff_max:
+        streak = 0
+    delay = 0.0 if streak == 0 else backoff_delay(streak, config.backoff_max)
+    return Decision(RESTART_LATER if delay > 0 else RESTART_NOW, delay, 0, streak + 1, None)
+
+
+# -- dependency conditions ------------------------------------------------------------------------
+HOLDS = "holds"  # the dependent may start
+WAIT = "wait"    # not yet
+NEVER = "never"  # it cannot hold any more without someone starting the dependency again
+
+
+def condition(wanted: str, state: str, expected: Optional[bool]) -> str:
+    """Does a dependency in `state` satisfy `wanted` ("started", "ready" or "completed")?
+
+    `expected`: whether its last exit code is one of its exit_codes (None: it has not exited).
+    EXITED and FATAL are final states: an expected exit satisfies every condition (a oneshot that
+    completed was started and ready too), an unexpected one or FATAL none ever again. Otherwise
+    "started" holds from STARTING on, "ready" in RUNNING (its ready check passed, or it lasted
+    start_seconds), and "completed" only once it has exited.
+    """
+    if state == "FATAL":
+        return NEVER
+    if state == "EXITED":
+        return HOLDS if expected else NEVER
+    if wanted == "started":
+        return HOLDS if state in ("STARTING", "RUNNING") else WAIT
+    if wanted == "ready":
+        return HOLDS if state == "RUNNING" else WAIT
+    return WAIT

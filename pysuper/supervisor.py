@@ -15,23 +15,29 @@ import signal
 from collections import deque
 from typing import Callable, Dict, List, Optional
 
+from pysuper import graph
 from pysuper import osproc as _osproc
 from pysuper.config import Config, ProgramConfig, program_environment, resolve_user
 from pysuper.logs import Output
 from pysuper.loop import callback_name
+from pysuper.orchestra import Orchestra
 from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, STOPPING, Program
+from pysuper.reload import Outcome
 from pysuper.signals import describe_exit
 from pysuper.signals import name as signal_name
+from pysuper.view import ProgramView
+from pysuper.view import build as build_view
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
-# Signals whose default action would end or stop pysuper and that mean nothing to it. They get a
-# handler that does nothing (not SIG_IGN, which programs would inherit through exec). SIGPIPE and
-# SIGXFSZ stay ignored as Python sets them (spawn restores them for programs); synchronous faults
-# (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS) and SIGTSTP keep their default.
+# Signals whose default action would end or stop pysuper and that mean nothing to it (a stopped
+# pysuper would neither reap nor forward). They get a handler that does nothing (not SIG_IGN, which
+# programs would inherit through exec). SIGPIPE and SIGXFSZ stay ignored as Python sets them (spawn
+# restores them for programs); the faults a bug of our own raises (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+# SIGABRT, SIGSYS) keep their default, or a real fault would repeat forever.
 IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
-    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGTTIN", "SIGTTOU")
-    if hasattr(signal, name)) + tuple(range(getattr(signal, "SIGRTMIN", 0), getattr(signal, "SIGRTMAX", -1) + 1))
+    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGTRAP",
+    "SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(signal, name)) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
 STRAY_GRACE = 1.0  # seconds strays get after SIGTERM when the budget is already spent (PID 1 only)
 
 
@@ -60,15 +66,20 @@ def _program_of(traceback) -> Optional[Program]:
 
 class Launch:
     """A process the supervisor started: kept in the pid table until its pid is reaped."""
-    __slots__ = ("program", "process", "relays")
+    __slots__ = ("program", "process", "relays", "on_exit")
 
-    def __init__(self, program: Program, process, relays):
+    def __init__(self, program: Program, process, relays, on_exit=None):
         self.program = program
         self.process = process  # the Popen; its returncode is set when the pid is reaped
         self.relays = relays  # the output relays reading its stdout and stderr
+        self.on_exit = on_exit  # for a check's process: gets the exit code instead of the program
 
 
 class Supervisor:
+    """Runs the programs of `config` on `loop`. `output` (default: a logs.Output on fds 1 and 2)
+    carries the programs' lines and pysuper's own; `pid1` (default: whether our pid is 1) turns on
+    the PID 1 duties; `osproc` is the object every OS operation goes through."""
+
     def __init__(self, config: Config, loop, output: Optional[Output] = None, pid1: Optional[bool] = None,
                  osproc=_osproc):
         self.config = config
@@ -81,7 +92,7 @@ class Supervisor:
         self.programs: Dict[str, Program] = {}
         self.pids: Dict[int, Launch] = {}
         self._exits = deque()  # (pid, code) reaped and not handled yet
-        self._launch: Dict[str, tuple] = {}
+        self._spawn_args: Dict[str, tuple] = {}
         self.shutting_down = False
         self.exit_code: Optional[int] = None
         self.exit_reason = ""
@@ -93,15 +104,19 @@ class Supervisor:
         self._waiters: List[tuple] = []
         self._settling: Dict[str, bool] = {}  # name -> was active, while a reload replaces it
         self._table = None  # see _process_table
-        self.on_reload: Optional[Callable[[], None]] = None  # SIGHUP; set by the control server
+        self.reloader = None  # a pysuper.reload.Reloader, set by cli.run: SIGHUP and `ctl reload` use it
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
+        self.only: Optional[List[str]] = None  # `pysuper run NAME...`: start these and their dependencies
         loop.on_error = self._internal_error
+        self.orchestra = Orchestra(self)
         for program_config in config.programs.values():
             self._add(program_config)
 
     # -- set-up ------------------------------------------------------------------------------
     def _add(self, program_config: ProgramConfig) -> Program:
-        self._launch[program_config.name] = (program_environment(program_config), resolve_user(program_config))
+        env = program_environment(program_config)
+        env.update(self.orchestra.environment(program_config))
+        self._spawn_args[program_config.name] = (env, resolve_user(program_config))
         program = Program(program_config, self)
         self.programs[program_config.name] = program
         return program
@@ -125,11 +140,15 @@ class Supervisor:
             self.log("warning: not PID 1 and cannot become a child subreaper; orphans of programs "
                      "will not be reaped by pysuper")
         self._on_sigchld(signal.SIGCHLD)
-        names = [name for name, program in self.programs.items() if program.config.autostart]
+        if self.only is not None:  # named on the command line: autostart or not, with what they need
+            names = graph.closure(self.config, self.only)
+        else:
+            names = [name for name in graph.start_order(self.config) if self.programs[name].config.autostart]
         if names:
             self.log("starting %s" % ", ".join(names))
         for name in names:
-            self.programs[name].start()
+            self.orchestra.request_start(self.programs[name])
+        self.orchestra.update_watch()
         self._schedule_check()
 
     def run(self) -> int:
@@ -152,7 +171,7 @@ class Supervisor:
 
     def spawn(self, program: Program) -> int:
         config = program.config
-        env, user = self._launch[program.name]
+        env, user = self._spawn_args[program.name]
         stdout, stderr, relays = self.output.pipes(program.name)
         try:
             process = self.osproc.spawn(config.command, cwd=config.directory, env=env, user=user,
@@ -163,6 +182,21 @@ class Supervisor:
                     os.close(fd)
         self.pids[process.pid] = Launch(program, process, relays)
         return process.pid
+
+    def spawn_check(self, program: Program, argv, output_fd: int, on_exit) -> int:
+        """Run a check's command as the program runs (user, directory, environment); its exit code
+        goes to on_exit when it is reaped."""
+        env, user = self._spawn_args[program.name]
+        process = self.osproc.spawn(list(argv), cwd=program.config.directory, env=env, user=user,
+                                    stdout=output_fd, stderr=output_fd)
+        self.pids[process.pid] = Launch(program, process, [], on_exit)
+        return process.pid
+
+    def check_ready(self, program: Program, on_ready, on_fail):
+        return self.orchestra.check_ready(program, on_ready, on_fail)
+
+    def check_health(self, program: Program, on_unhealthy, on_healthy):
+        return self.orchestra.check_health(program, on_unhealthy, on_healthy)
 
     def signal(self, program: Program, signum: int) -> bool:
         return program.pgid is not None and self.osproc.killpg(program.pgid, signum)
@@ -193,6 +227,7 @@ class Supervisor:
     def changed(self, program: Program, old: str, new: str, event: str):
         if (program.config.critical and new in (EXITED, FATAL) and not self.shutting_down):
             self._critical_ended(program)
+        self.orchestra.changed(program, old, new)
         if self._waiters:
             self.loop.call_soon(self._run_waiters)
         self._schedule_check()
@@ -217,6 +252,9 @@ class Supervisor:
                     orphans = True
                     continue
                 launch.process.returncode = code
+                if launch.on_exit is not None:
+                    launch.on_exit(code)
+                    continue
                 self.output.drain(launch.relays)
                 launch.program.on_exit(code)
         finally:
@@ -243,8 +281,8 @@ class Supervisor:
         self.shutdown("received %s" % name)
 
     def _on_forward_signal(self, signum):
-        if signum == signal.SIGHUP and self.on_reload is not None:
-            self.on_reload()
+        if signum == signal.SIGHUP and self.reloader is not None:
+            self.reloader.on_signal()
             return
         for program in self.programs.values():
             program.signal(signum)
@@ -261,10 +299,13 @@ class Supervisor:
         self._deadline = self.now() + budget
         live = [p.name for p in self.programs.values() if p.state in ACTIVE]
         self.log("%s; stopping %s" % (reason, ", ".join(live) if live else "(nothing running)"))
-        for program in self.programs.values():
-            program.stop(timeout=budget)
+        self.orchestra.stop_in_order()  # dependents first; the others as their dependents stop
         self._budget_timer = self.loop.call_later(budget, self._budget_over)
         self._schedule_check()
+
+    def budget_left(self) -> float:
+        """Seconds left of shutdown_timeout during a shutdown."""
+        return max(0.0, (self._deadline or self.now()) - self.now())
 
     def _budget_over(self):
         self._budget_timer = None
@@ -343,6 +384,7 @@ class Supervisor:
         killed = [p.name for p in self.programs.values() if p.killed]
         detail = "; killed after timeout: %s" % ", ".join(killed) if killed else ""
         self.exit_code = code
+        self.orchestra.close()
         self.output.close_relays()
         for callback in self.on_exit:
             callback()
@@ -382,7 +424,7 @@ class Supervisor:
             self.when(lambda: program.state != STOPPING or self.programs.get(name) is not program,
                       lambda: self.start_program(name, done))
             return None
-        program.start()
+        self.orchestra.start_with_dependencies(name)
 
         def settled():
             if self.shutting_down or self.programs.get(name) is not program:
@@ -413,27 +455,40 @@ class Supervisor:
     def signal_program(self, name: str, signum: int) -> bool:
         return self.programs[name].signal(signum)
 
-    def status(self) -> List[dict]:
-        now = self.now()
-        rows = []
-        for program in self.programs.values():
-            rows.append({
-                "name": program.name,
-                "state": program.state,
-                "pid": program.pid,
-                "uptime": (now - program.started_at) if program.pid is not None else None,
-                "restarts": program.restarts,
-                "last_exit": program.last_exit,
-                "held": program.held,
-                "error": program.spawn_error,
-            })
-        return rows
+    def view(self) -> List[ProgramView]:
+        """The read-only view of every program, in config order (see pysuper.view)."""
+        return [build_view(self, program) for program in self.programs.values()]
+
+    def keeps_output(self) -> bool:
+        """False with log_format = "raw": programs write straight to pysuper's stdout, nothing is kept."""
+        return self.output.fmt != "raw"
+
+    def recent_output(self, name: str, count: int):
+        """The last `count` lines of name's output: [(stream, line bytes without newline)]."""
+        return self.output.ring(name).lines(count) if count else []
+
+    def follow(self, name: str, callback: Callable[[str, bytes], None]):
+        """callback(stream, block of whole lines) for each new block of name's output, until unfollow()."""
+        self.output.ring(name).subscribe(callback)
+
+    def unfollow(self, name: str, callback: Callable[[str, bytes], None]):
+        self.output.ring(name).unsubscribe(callback)
+
+    def reload(self, done: Callable[[Outcome], None], who: str):
+        """Re-read the config file; done(Outcome) once the reload has settled (see pysuper.reload)."""
+        if self.reloader is None:
+            done(Outcome(errors=["this pysuper does not reload its config"], kind="unavailable"))
+            return
+        self.reloader.request(done, who)
 
     def health(self):
         """(healthy, [reasons]) for `pysuper ctl health`."""
         problems = []
         for program in self.programs.values():
             if not program.config.autostart and program.state == STOPPED and not program.held:
+                continue
+            if program.state == RUNNING and program.health_failing:
+                problems.append("%s is failing its health check: %s" % (program.name, program.health_error))
                 continue
             if program.state == RUNNING or program.healthy_exit:
                 continue
@@ -456,7 +511,9 @@ class Supervisor:
         old = self.config.programs
         added = [name for name in config.programs if name not in old]
         removed = [name for name in old if name not in config.programs]
-        changed = [name for name in config.programs if name in old and config.programs[name] != old[name]]
+        # A change of replicas alone leaves the replicas that stay untouched.
+        changed = [name for name in config.programs
+                   if name in old and config.programs[name].replace(replicas=0) != old[name].replace(replicas=0)]
         self.config = config
         self.settings = self.settings.replace(shutdown_timeout=config.settings.shutdown_timeout)
         self.output.set_names(list(self.programs) + added)
@@ -467,7 +524,8 @@ class Supervisor:
                 continue  # the old program of that name is still stopping; it is replaced once gone
             program = self._add(config.programs[name])
             if program.config.autostart:
-                program.start()
+                self.orchestra.request_start(program)
+        self.orchestra.update_watch()
         return added, changed, removed
 
     def _settle_later(self, name: str):
@@ -485,14 +543,16 @@ class Supervisor:
             return
         if name not in self.config.programs:
             del self.programs[name]
-            self._launch.pop(name, None)
+            self._spawn_args.pop(name, None)
+            self.orchestra.forget(name)
         else:
             program = self._add(self.config.programs[name])
             program.restarts = old.restarts
             if old.held:
                 program.held = True  # stopped by hand: it stays stopped with its new settings
             elif (was_active or program.config.autostart) and not self.shutting_down:
-                program.start()
+                self.orchestra.request_start(program)
+            self.orchestra.update_watch()
         if self._waiters:
             self.loop.call_soon(self._run_waiters)  # requests waiting on this program
         self._schedule_check()

@@ -319,7 +319,7 @@ def test_regression_restart_counted_once_on_delayed_restarts():
         history += [("wait", 2), ("exit", "a", 1), ("wait", 20)]
     supervisor, fake_os, output, _ = replay(CRASH_LOOP, history)
     assert fake_os.spawned == ["a"] * 6
-    assert [row["restarts"] for row in supervisor.status()] == [5]
+    assert [view.restarts for view in supervisor.view()] == [5]
     assert sum(1 for line in output.lines if "restarting in" in line) == 4  # the first was immediate
     fake_os.exit("a", 0)
     supervisor.loop.settle()
@@ -352,8 +352,9 @@ def test_orphans_are_reaped_quietly():
 def test_ignored_signals_are_handled_and_do_nothing():
     supervisor, fake_os, output, _ = replay(TWO, [])
     loop = supervisor.loop
-    for signum in (signal.SIGALRM, signal.SIGTTIN, signal.SIGTTOU, signal.SIGVTALRM, signal.SIGPROF,
-                   signal.SIGXCPU, signal.SIGIO, signal.SIGPWR, signal.SIGRTMIN, signal.SIGRTMAX):
+    for signum in (signal.SIGALRM, signal.SIGTSTP, signal.SIGTRAP, signal.SIGTTIN, signal.SIGTTOU,
+                   signal.SIGVTALRM, signal.SIGPROF, signal.SIGXCPU, signal.SIGIO, signal.SIGPWR,
+                   signal.SIGRTMIN, signal.SIGRTMAX):
         assert signum in loop.handlers, signal.Signals(signum).name if signum < 32 else signum
         loop.deliver(signum)
     loop.settle()
