@@ -207,15 +207,19 @@ def depends_on_transitively(units_by_name, start: str, target: str) -> bool:
 
 
 def check_address(check):
-    """(host, port) a tcp or http check connects to, else None (also when a ${VAR} hides it)."""
+    """(host, port) a tcp or http check connects to (${VAR:-default}s taken at their defaults), else
+    None (also when a ${VAR} without default hides it)."""
     if check is None:
         return None
     if check.kind == "tcp":
         host, port = check.target
         return (host, port) if isinstance(port, int) else None
     if check.kind == "http":
+        url = with_defaults(check.target)
+        if url is None:
+            return None
         try:
-            parts = urlsplit(check.target)
+            parts = urlsplit(url)
             port = parts.port
         except ValueError:
             return None

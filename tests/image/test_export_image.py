@@ -90,7 +90,8 @@ def test_compose_up_serves_and_down_stops(image, tmp_path):
     # the ordering podman 4.3 cannot enforce, checked in the file
     assert services["worker"]["depends_on"] == {"web": {"condition": "service_healthy"}}
     assert services["worker"]["network_mode"] == "service:web"
-    assert services["web"]["healthcheck"]["test"] == ["CMD", "pysuper", "probe", "http", "http://127.0.0.1:8080/"]
+    assert services["web"]["healthcheck"]["test"] == ["CMD", "pysuper", "probe", "http",
+                                                      "http://127.0.0.1:${PORT:-8080}/"]
     path = tmp_path / "compose.yaml"
     path.write_text(text)
     project = "pysuper-export-%s" % uuid.uuid4().hex[:8]
