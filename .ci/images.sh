@@ -109,7 +109,7 @@ if [ "${SKIP_PY39:-0}" != 1 ]; then
     python3 -m venv --upgrade-deps /tmp/v >/dev/null
     # tests that run pysuper as another uid use /usr/bin/python3 with the source tree on
     # PYTHONPATH: give that interpreter pysuper'"'"'s dependencies too (bullseye has no PEP 668)
-    python3 -m pip install -q --disable-pip-version-check "tomli>=1.1" "psutil>=5.9" 2>&1 | grep -v "^WARNING: Running pip as" || true
+    python3 -m pip install -q --disable-pip-version-check "tomli>=1.1" "psutil>=5.9" "python-dotenv>=1.0" 2>&1 | grep -v "^WARNING: Running pip as" || true
     /tmp/v/bin/pip install -q --disable-pip-version-check -e ".[test]"
     /tmp/v/bin/python -m pytest -q -p no:cacheprovider'; then
     say "Python 3.9 suite passed in $(elapsed "$t")"
