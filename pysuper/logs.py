@@ -383,10 +383,18 @@ class Output:
             return None, None, []
         formatter = Formatter(name, self.width, self.fmt, self._colors.get(name, b"") if self.color else b"",
                               self.timestamps)
+        made = []
+        try:
+            for _ in range(2):
+                made.append(os.pipe2(os.O_CLOEXEC))
+        except OSError:  # EMFILE or ENFILE: close the pipe already made, both ends
+            for pair in made:
+                for fd in pair:
+                    os.close(fd)
+            raise
         ends = []
         relays = []
-        for stream, sink in (("stdout", self.stdout), ("stderr", self.stderr)):
-            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        for (stream, sink), (read_end, write_end) in zip((("stdout", self.stdout), ("stderr", self.stderr)), made):
             os.set_blocking(read_end, False)
             relays.append(Relay(self.loop, read_end, stream, sink, formatter, self.ring(name)))
             ends.append(write_end)

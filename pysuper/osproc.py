@@ -13,6 +13,8 @@ import sys
 from typing import FrozenSet, List, NamedTuple, Optional, Tuple
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+CAP_SYS_RESOURCE = 24
 # Python ignores these itself at start-up (so what we inherited is unknown); Popen(restore_signals=True)
 # gives every child the default action back.
 PYTHON_IGNORED = frozenset(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
@@ -77,24 +79,140 @@ class SpawnError(OSError):
         return self.message
 
 
-def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None) -> subprocess.Popen:
+def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=None, umask=None,
+          no_new_privileges=False, limits=None, keep_env=()) -> subprocess.Popen:
     """Start argv in its own session and process group, stdin from /dev/null.
 
-    `user` is (uid, gid, name) or None. The child starts with an empty signal mask and every signal at
-    its default action, whatever pysuper inherited or ignores itself.
+    `user` is (uid, gid, name) or None: the child gets that uid, gid and the user's supplementary
+    groups (as initgroups does), and HOME, USER and LOGNAME from the user's entry unless they are in
+    `keep_env` (set explicitly by the config). `groups` (names or ids) sets the supplementary groups
+    instead; `umask` an int; `no_new_privileges` sets PR_SET_NO_NEW_PRIVS before exec; `limits` is
+    {"nofile": (soft, hard), ...} (RLIMIT_* names in lower case), set before the user is changed so
+    that root can raise them. The child starts with an empty signal mask and every signal at its
+    default action, whatever pysuper inherited or ignores itself.
     """
     kwargs = {}
+    steps = []
+    switch = None  # (uid, gid, supplementary gids)
     if user is not None:
         uid, gid, name = user
-        if uid != os.geteuid():
-            kwargs.update(user=uid, group=gid, extra_groups=_supplementary_groups(name, gid))
-            if env is not None:
-                env = _user_environment(env, uid, name)
+        if uid != os.geteuid() or groups is not None:
+            switch = (uid, gid, _group_ids(groups) if groups is not None else _supplementary_groups(name, gid))
+            if env is not None and uid != os.geteuid():
+                env = _user_environment(env, uid, name, keep_env)
+    elif groups is not None:
+        kwargs["extra_groups"] = _group_ids(groups)
+    if umask is not None:
+        kwargs["umask"] = umask
     setup = _signal_setup(CLEAN)
     if setup is not None:
-        kwargs["preexec_fn"] = setup
+        steps.append(setup)
+    if limits:
+        steps.append(_limits_step(limits))
+        if switch is not None:
+            steps.append(_switch_step(*switch))  # after the limits: a user may not raise them
+            switch = None
+    if switch is not None:
+        kwargs.update(user=switch[0], group=switch[1], extra_groups=switch[2])
+    if no_new_privileges:
+        steps.append(_no_new_privs_step())
+    if steps:
+        kwargs["preexec_fn"] = steps[0] if len(steps) == 1 else lambda: [step() for step in steps]
     return _popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
                   start_new_session=True, restore_signals=True, close_fds=True, **kwargs)
+
+
+def launch_options(config) -> dict:
+    """The spawn() keywords a ProgramConfig asks for beyond command, directory, environment and user."""
+    return {"groups": getattr(config, "groups", None), "umask": getattr(config, "umask", None),
+            "no_new_privileges": getattr(config, "no_new_privileges", False),
+            "limits": getattr(config, "limits", None) or None,
+            "keep_env": tuple(getattr(config, "environment", {}) or {})}
+
+
+def _group_ids(groups) -> List[int]:
+    import grp
+    ids = []
+    for group in groups:
+        if isinstance(group, int) or str(group).isdigit():
+            ids.append(int(group))
+            continue
+        try:
+            ids.append(grp.getgrnam(group).gr_gid)
+        except KeyError:
+            raise SpawnError("groups: no group %r on this machine" % group, 126) from None
+    return ids
+
+
+def _limits_step(limits):
+    """A child step that sets the resource limits; checked here first, so a limit the child could
+    not set is a clear SpawnError rather than a failed preexec_fn."""
+    import resource
+    wanted = []
+    privileged = _has_capability(CAP_SYS_RESOURCE)
+    for name, value in limits.items():
+        soft, hard = value if isinstance(value, (tuple, list)) else (value, value)
+        number = getattr(resource, "RLIMIT_" + name.upper(), None)
+        if number is None:
+            raise SpawnError("limits: %s is not a resource limit on this system" % name, 126)
+        soft = resource.RLIM_INFINITY if soft is None or soft < 0 else soft
+        hard = resource.RLIM_INFINITY if hard is None or hard < 0 else hard
+        current_hard = resource.getrlimit(number)[1]
+        if not privileged and current_hard != resource.RLIM_INFINITY and (
+                hard == resource.RLIM_INFINITY or hard > current_hard):
+            raise SpawnError("limits: %s hard limit %s is above pysuper's own (%d); raising it needs CAP_SYS_RESOURCE"
+                             % (name, "unlimited" if hard == resource.RLIM_INFINITY else hard,
+                                current_hard), 126)
+        wanted.append((number, (soft, hard)))
+
+    def set_limits():
+        for number, pair in wanted:
+            resource.setrlimit(number, pair)
+    return set_limits
+
+
+def _has_capability(bit: int) -> bool:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> bit & 1)
+    except (OSError, ValueError):
+        pass
+    return os.geteuid() == 0
+
+
+def _switch_step(uid, gid, extra):
+    def switch_user():
+        os.setgroups(extra)
+        os.setgid(gid)
+        os.setuid(uid)
+    return switch_user
+
+
+def _no_new_privs_step():
+    prctl = _prctl()
+    if prctl is None:
+        raise SpawnError("no_new_privileges: prctl is not available here", 126)
+
+    def no_new_privs():
+        if prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError("PR_SET_NO_NEW_PRIVS failed")
+    return no_new_privs
+
+
+_LIBC = []
+
+
+def _prctl():
+    """libc's prctl (looked up once, in pysuper, never in a child between fork and exec), or None."""
+    if not _LIBC:
+        try:
+            import ctypes
+            _LIBC.append(ctypes.CDLL(None, use_errno=True).prctl)
+        except (OSError, AttributeError):
+            _LIBC.append(None)
+    return _LIBC[0]
 
 
 def _popen(argv, **kwargs) -> subprocess.Popen:
@@ -177,15 +295,17 @@ def _supplementary_groups(name, gid) -> List[int]:
         return [gid]
 
 
-def _user_environment(env, uid, name):
+def _user_environment(env, uid, name, keep=()):
+    """env with HOME, USER and LOGNAME of the user, except those in `keep` (set by the config)."""
     import pwd
     env = dict(env)
     try:
         entry = pwd.getpwuid(uid)
     except KeyError:
         return env
-    env["HOME"] = entry.pw_dir
-    env["USER"] = env["LOGNAME"] = name
+    for key, value in (("HOME", entry.pw_dir), ("USER", name), ("LOGNAME", name)):
+        if key not in keep:
+            env[key] = value
     return env
 
 
@@ -255,12 +375,8 @@ def kill_all(sig: int) -> bool:
 
 def set_subreaper() -> bool:
     """Make orphans of our descendants come to us (Linux >= 3.4)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    prctl = _prctl()
+    return prctl is not None and prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def process_table():
