@@ -754,3 +754,8 @@ SCENARIOS = {
     "shutdown": scenario_shutdown,
     "restart": scenario_restart,
 }
+
+# The orchestration scenarios (pysuper only) live in their own module, which imports this one.
+from orchestration import SCENARIOS as _ORCHESTRATION  # noqa: E402
+
+SCENARIOS.update(_ORCHESTRATION)

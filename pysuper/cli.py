@@ -10,6 +10,7 @@ EXIT_USAGE = 2
 
 USAGE = """\
 usage: pysuper [-c FILE]                 run the programs of a config (PID 1 or not)
+       pysuper [-c FILE] [run] NAME...   run only these programs and what they depend on
        pysuper check [-c FILE]           validate a config and list its programs
        pysuper -- CMD [ARGS...]          run one program as an init (like tini)
        pysuper convert [FILE] [-o OUT]   turn a supervisord config into a pysuper config
@@ -32,26 +33,35 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
+def config_option(arg: str, rest: list):
+    """The FILE of a config option: `-c FILE`, `--config FILE` (FILE taken from the front of
+    `rest`), `-cFILE` or `--config=FILE`; None when `arg` is not a config option.
+
+    The one reading of -c FILE, for `pysuper` and `pysuper ctl`.
+    """
+    if arg in ("-c", "--config"):
+        if not rest:
+            raise UsageError("%s needs a file name" % arg)
+        return rest.pop(0)
+    if arg.startswith("--config="):
+        return arg.split("=", 1)[1]
+    if arg.startswith("-c") and len(arg) > 2:
+        return arg[2:]
+    return None
+
+
 def _parse_config_flag(args):
-    """Take -c/--config FILE out of args; return (path or None, rest)."""
+    """Take -c/--config FILE out of args, wherever it is; return (path or None, rest)."""
     path = None
     rest = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg in ("-c", "--config"):
-            if i + 1 >= len(args):
-                raise UsageError("%s needs a file name" % arg)
-            path = args[i + 1]
-            i += 2
-            continue
-        if arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        elif arg.startswith("-c") and len(arg) > 2:
-            path = arg[2:]
-        else:
+    todo = list(args)
+    while todo:
+        arg = todo.pop(0)
+        value = config_option(arg, todo)
+        if value is None:
             rest.append(arg)
-        i += 1
+        else:
+            path = value
     return path, rest
 
 
@@ -81,15 +91,39 @@ def main(argv=None) -> int:
             from pysuper import single
             return single.run(rest[index + 1:])
         command = "run"
-        if rest and rest[0] in ("run", "check"):
+        explicit = bool(rest) and rest[0] in ("run", "check")
+        if explicit:
             command = rest.pop(0)
-        if rest:
+        if rest and (command == "check" or rest[0].startswith("-")):
             raise UsageError("unexpected argument %r (see pysuper --help)" % rest[0])
+        if rest and not explicit and _ctl_verb(rest[0]) and not _names_a_program(path, rest[0]):
+            import shlex
+            words = (["-c", path] if path else []) + rest
+            raise UsageError("%r is a command of pysuper ctl; did you mean: pysuper ctl %s"
+                             % (rest[0], " ".join(shlex.quote(word) for word in words)))
     except UsageError as exc:
         return _error(str(exc))
     if command == "check":
         return check(path)
-    return run(path)
+    return run(path, rest)
+
+
+def _ctl_verb(word: str) -> bool:
+    from pysuper.ctl import COMMANDS
+    return word in COMMANDS
+
+
+def _names_a_program(path, name: str) -> bool:
+    """Does the config (if one is found and valid) have a program, or replicas, of this name?"""
+    from pysuper import config as configmod
+    found, _ = configmod.find_config(path)
+    if found is None:
+        return False
+    try:
+        config = configmod.load(found)
+    except configmod.ConfigError:
+        return False
+    return name in config.programs or name in config.declared
 
 
 def _load(path):
@@ -133,11 +167,32 @@ def check(path) -> int:
     return 0
 
 
-def run(path) -> int:
+def _selected(config, names):
+    """The instances that `pysuper run NAME...` names (a declared name means all its replicas), or
+    a usage error naming the unknown one and the nearest name."""
+    from pysuper import graph
+    from pysuper.names import closest
+    found = []
+    for name in names:
+        instances = [name] if name in config.programs else graph.instances_of(config, name)
+        if not instances:
+            known = list(config.declared) + [n for n in config.programs if n not in config.declared]
+            near = closest(name, known)
+            raise UsageError("no program named %r in %s%s" % (name, config.path,
+                                                             "; did you mean %r?" % near if near else ""))
+        found.extend(instance for instance in instances if instance not in found)
+    return found
+
+
+def run(path, names=()) -> int:
     from pysuper import config as configmod
     config, code = _load(path)
     if config is None:
         return code
+    try:
+        only = _selected(config, names) if names else None
+    except UsageError as exc:
+        return _error(str(exc))
     problems = configmod.host_problems(config)
     if problems:
         for line in problems:
@@ -145,14 +200,17 @@ def run(path) -> int:
         sys.stderr.write("pysuper: error: nothing was started\n")
         return EXIT_USAGE
     from pysuper.loop import Loop
+    from pysuper.reload import Reloader
     from pysuper.supervisor import Supervisor
     loop = Loop()
     supervisor = Supervisor(config, loop)
+    supervisor.reloader = Reloader(supervisor)
+    supervisor.only = only
     if config.settings.control_socket is not False:
-        from pysuper import control
+        from pysuper.control import bind, server
         try:
-            control.serve(supervisor, loop, config_path=config.path)
-        except control.ControlError as exc:
+            server.serve(supervisor, loop, config_path=config.path)
+        except bind.ControlError as exc:
             return _error(str(exc))
     return supervisor.run()
 

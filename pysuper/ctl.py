@@ -7,10 +7,11 @@ is not RUNNING.
 
 import json
 import os
-import socket
 import sys
 
-from pysuper import control
+from pysuper.control.client import Unreachable, find_socket, open_connection
+from pysuper.names import closest
+from pysuper.signals import short_exit
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -35,8 +36,9 @@ commands:
   shutdown                      stop everything and exit, as on SIGTERM; waits until pysuper is gone
 
 The socket is --socket PATH, else $PYSUPER_SOCKET, else control_socket in the config (-c FILE, else
-$PYSUPER_CONFIG, ./pysuper.toml, /etc/pysuper/pysuper.toml), else /run/pysuper/pysuper.sock, else
-$XDG_RUNTIME_DIR/pysuper/pysuper.sock or /tmp/pysuper-UID/pysuper.sock.
+$PYSUPER_CONFIG, ./pysuper.toml, /etc/pysuper/pysuper.toml), else that config's own socket in
+$XDG_RUNTIME_DIR/pysuper/ (or /tmp/pysuper-UID/), else pysuper.sock in /run/pysuper or those
+directories (pysuper as PID 1), else the one pysuper that is running.
 Exit codes: 0 ok; 1 the command failed; 2 usage error or no pysuper reachable; 3 see status.
 """
 
@@ -45,161 +47,9 @@ class UsageError(Exception):
     pass
 
 
-class Unreachable(Exception):
-    """No pysuper answers on the socket; the message says where we looked and what to do."""
-
-
 def _error(message: str, code: int = EXIT_USAGE) -> int:
     sys.stderr.write("pysuper ctl: %s\n" % message)
     return code
-
-
-# ---------------------------------------------------------------------------------------------
-# Finding the socket
-
-
-def _configured_socket(config_flag):
-    """(control_socket value from the config or None, config path or None)."""
-    from pysuper.config import find_config
-    path, _ = find_config(config_flag)
-    if path is None:
-        return None, None
-    if not os.path.isfile(path):
-        if config_flag:
-            raise UsageError("cannot read the config %s: no such file" % path)
-        return None, None
-    try:
-        with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8")
-        from pysuper import tomlfile
-        data = tomlfile.loads(text)
-    except (OSError, ValueError) as exc:
-        # The config may be broken on purpose (about to be reloaded): fall back to the defaults.
-        sys.stderr.write("pysuper ctl: warning: cannot read control_socket from %s (%s); using the "
-                         "default socket location\n" % (path, exc))
-        return None, path
-    settings = data.get("pysuper")
-    value = settings.get("control_socket") if isinstance(settings, dict) else None
-    if value is False or (isinstance(value, str) and value):
-        return value, path
-    return None, path
-
-
-def socket_candidates(socket_flag=None, config_flag=None, environ=None):
-    """[(path, origin)] to try in order: the explicit choice, or the default locations."""
-    environ = os.environ if environ is None else environ
-    if socket_flag:
-        return [(os.path.abspath(socket_flag), "--socket")]
-    if environ.get("PYSUPER_SOCKET"):
-        return [control.resolve(environ=environ)]
-    configured, config_path = _configured_socket(config_flag)
-    if configured is False:
-        raise UsageError("%s turns the control socket off (control_socket = false); pass --socket PATH "
-                         "if pysuper runs with another config" % config_path)
-    path, origin = control.resolve(configured, config_path, environ)
-    if origin != "default":
-        return [(path, origin)]
-    return [(candidate, "default") for candidate in control.default_paths(environ)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Talking to pysuper
-
-
-def _present(path: str) -> bool:
-    """Is there something at path? A directory we may not search counts: connect() will say why."""
-    try:
-        os.stat(path)
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-class Connection:
-    def __init__(self, candidates, timeout):
-        self.sock = None
-        self.buffer = b""
-        existing = [(path, origin) for path, origin in candidates if _present(path)]
-        path, origin = (existing or candidates)[0]
-        self.path = path
-        where = "%s (%s)" % (path, origin) if origin not in ("default",) else path
-        choose = "pass --socket PATH or set PYSUPER_SOCKET" if origin == "default" else \
-            "check that pysuper runs with this socket"
-        if not existing:
-            looked = " or ".join(p for p, _ in candidates)
-            raise Unreachable("no pysuper is running here: there is no control socket at %s; %s"
-                              % (looked, choose))
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            sock.close()
-            raise Unreachable("no pysuper is running here: nothing listens on the control socket %s "
-                              "(left behind by a pysuper that has exited?); %s" % (where, choose)) from None
-        except PermissionError:
-            sock.close()
-            raise Unreachable("permission denied on the control socket %s: run as root, as the user pysuper "
-                              "runs as, or as a member of its control_group" % where) from None
-        except socket.timeout:
-            sock.close()
-            raise Unreachable("the pysuper on %s does not accept connections (timed out)" % where) from None
-        except OSError as exc:
-            sock.close()
-            raise Unreachable("cannot connect to the control socket %s: %s" % (where, exc.strerror or exc)) \
-                from None
-        self.sock = sock
-
-    def send(self, command: str, args=None):
-        line = json.dumps({"v": control.PROTOCOL, "cmd": command, "args": args or {}}) + "\n"
-        try:
-            self.sock.sendall(line.encode("utf-8", "surrogateescape"))
-        except socket.timeout:
-            raise Unreachable("pysuper on %s does not take requests (timed out)" % self.path) from None
-        except OSError:
-            pass  # closed by pysuper: the reason, if any, is waiting to be read
-
-    def receive(self, timeout="keep"):
-        """The next message, or None at the end of the connection."""
-        if timeout != "keep":
-            self.sock.settimeout(timeout)
-        while b"\n" not in self.buffer:
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                raise Unreachable("pysuper on %s did not answer in time" % self.path) from None
-            except ConnectionResetError:
-                data = b""
-            except OSError as exc:
-                raise Unreachable("lost the connection to pysuper on %s: %s"
-                                  % (self.path, exc.strerror or exc)) from None
-            if not data:
-                if self.buffer.strip():
-                    break
-                return None
-            self.buffer += data
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        try:
-            message = json.loads(line.decode("utf-8", "surrogateescape"))
-        except ValueError:
-            raise Unreachable("%s answered something that is not pysuper's protocol: %r"
-                              % (self.path, line[:80])) from None
-        if not isinstance(message, dict):
-            raise Unreachable("%s answered something that is not pysuper's protocol" % self.path)
-        return message
-
-    def request(self, command: str, args=None, timeout="keep"):
-        self.send(command, args)
-        response = self.receive(timeout)
-        if response is None:
-            raise Unreachable("pysuper closed the connection without answering (did it just exit?)")
-        return response
-
-    def close(self):
-        if self.sock is not None:
-            self.sock.close()
 
 
 USAGE_KINDS = ("bad_request", "unknown_command", "unknown_program", "version", "permission", "unavailable")
@@ -247,7 +97,6 @@ def _last_exit(row) -> str:
     code = row.get("last_exit")
     if code is None:
         return "-"
-    from pysuper.signals import short_exit
     return short_exit(code)
 
 
@@ -471,26 +320,27 @@ COMMANDS = {
 
 def _global_options(argv):
     """(socket flag, config flag, command, command args)."""
+    from pysuper import cli
     socket_flag = config_flag = None
     args = list(argv)
     while args and args[0].startswith("-"):
         arg = args.pop(0)
         if arg in ("-h", "--help"):
             return None, None, "help", []
-        if arg in ("--socket", "-s", "-c", "--config"):
+        try:
+            config = cli.config_option(arg, args)
+        except cli.UsageError as exc:
+            raise UsageError(str(exc)) from None
+        if config is not None:
+            config_flag = config
+        elif arg in ("--socket", "-s"):
             if not args:
                 raise UsageError("%s needs a value" % arg)
-            value = args.pop(0)
-        elif arg.startswith("--socket=") or arg.startswith("--config="):
-            arg, value = arg.split("=", 1)
-        elif arg.startswith("-c") and len(arg) > 2:
-            arg, value = "-c", arg[2:]
+            socket_flag = args.pop(0)
+        elif arg.startswith("--socket="):
+            socket_flag = arg.split("=", 1)[1]
         else:
             raise UsageError("unknown option %s (see pysuper ctl --help)" % arg)
-        if arg in ("--socket", "-s"):
-            socket_flag = value
-        else:
-            config_flag = value
     if not args:
         raise UsageError("no command given (see pysuper ctl --help)")
     return socket_flag, config_flag, args[0], args[1:]
@@ -505,17 +355,13 @@ def main(argv) -> int:
             return EXIT_OK
         run = COMMANDS.get(command)
         if run is None:
-            import difflib
-            close = difflib.get_close_matches(command, list(COMMANDS), n=1)
-            raise UsageError("unknown command %r%s (see pysuper ctl --help)"
-                             % (command, "; did you mean %s?" % close[0] if close else ""))
-        candidates = []
-
+            close = closest(command, COMMANDS, cutoff=0.75)
+            raise UsageError("unknown command %r; %s (see pysuper ctl --help)"
+                             % (command, "did you mean %s?" % close if close else
+                                "the commands are %s" % ", ".join(COMMANDS)))
         def connect(timeout):
             nonlocal conn
-            if not candidates:
-                candidates.extend(socket_candidates(socket_flag, config_flag))
-            conn = Connection(candidates, timeout)
+            conn = open_connection(find_socket(socket_flag, config_flag), timeout)
             return conn
 
         return run(connect, args)

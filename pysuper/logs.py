@@ -153,6 +153,14 @@ class Ring:
             for follower in list(self.followers):
                 follower(stream, block)
 
+    def subscribe(self, follower):
+        """follower(stream, block of whole lines) for each block appended from now on."""
+        self.followers.append(follower)
+
+    def unsubscribe(self, follower):
+        if follower in self.followers:
+            self.followers.remove(follower)
+
     def lines(self, count=None):
         """The last `count` lines as [(stream, line bytes without newline)]."""
         out = []
@@ -373,6 +381,13 @@ class Output:
 
     def ring(self, name: str) -> Ring:
         return self.rings.setdefault(name, Ring())
+
+    def follow(self, name: str, callback):
+        """callback(stream, block of whole lines) for what `name` writes from now on (not in raw
+        mode, where programs write to pysuper's own stdout/stderr); returns the unfollow function."""
+        followers = self.ring(name).followers
+        followers.append(callback)
+        return lambda: followers.remove(callback) if callback in followers else None
 
     def pipes(self, name: str):
         """(stdout fd, stderr fd, relays) for a new process of `name`; None: inherit ours (raw mode).

@@ -4,6 +4,11 @@ It knows nothing about programs. When no timer is due it blocks in select() with
 idle supervisor makes no wakeups at all. Signal handlers run no Python code of ours: the C-level
 handler writes the signal number to the wakeup pipe and the loop dispatches it like any other event,
 so a handler can never interrupt the supervisor half-way through a transition.
+
+Every callback runs under one guard (`_run`): an exception in one is handed to `on_error` (the
+supervisor logs it as an internal error) and the loop goes on, so PID 1 never dies of a bug in one
+callback (an fd callback that failed is no longer called for that fd, or it would spin). Timers far
+in the future are fine: select() is never given a timeout it cannot represent.
 """
 
 import errno
@@ -15,9 +20,28 @@ import time
 from collections import deque
 from itertools import count
 
+# select() and epoll reject timeouts past about 24.8 days (2**31 ms): the loop waits at most a day
+# at a time, and a delay is capped at about 31 years (a timer that far away never fires).
+MAX_WAIT = 86400.0
+MAX_DELAY = 1e9
+
 
 def _noop_handler(signum, frame):
     pass
+
+
+def _report(exc, callback):
+    """The report when no on_error is set (or it failed): one line on stderr."""
+    try:
+        os.write(2, ("pysuper: internal error in %s: %s: %s; still running\n"
+                     % (callback_name(callback), type(exc).__name__, exc)).encode("utf-8", "replace"))
+    except Exception:
+        pass
+
+
+def callback_name(callback) -> str:
+    """A readable name for a callback: its qualified name."""
+    return getattr(callback, "__qualname__", None) or repr(callback)
 
 
 class Timer:
@@ -43,8 +67,9 @@ class Loop:
         self._ready = deque()
         self._signal_handlers = {}
         self._running = False
+        self.on_error = None  # on_error(exc, callback): an exception escaped a callback
         self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._old_wakeup_fd = signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
         self._selector.register(self._wakeup_r, selectors.EVENT_READ, (self._read_signals, None))
 
     time = staticmethod(time.monotonic)
@@ -86,7 +111,7 @@ class Loop:
 
     # -- timers ------------------------------------------------------------------------------
     def call_later(self, delay, callback, *args) -> Timer:
-        return self.call_at(self.time() + max(0.0, delay), callback, *args)
+        return self.call_at(self.time() + max(0.0, min(delay, MAX_DELAY)), callback, *args)
 
     def call_at(self, when, callback, *args) -> Timer:
         timer = Timer(when, callback, args)
@@ -140,7 +165,7 @@ class Loop:
             while self._timers and self._timers[0][2].cancelled:
                 heapq.heappop(self._timers)
             if self._timers:
-                timeout = max(0.0, self._timers[0][0] - self.time())
+                timeout = min(MAX_WAIT, max(0.0, self._timers[0][0] - self.time()))
         try:
             events = self._selector.select(timeout)
         except OSError as exc:
@@ -161,9 +186,29 @@ class Loop:
                 timer.cancelled = True
         for _ in range(len(self._ready)):
             callback, args = self._ready.popleft()
-            callback(*args)
+            self._run(callback, args)
             if not self._running:
                 break
+
+    def _run(self, callback, args):
+        """The one guard around every callback: an exception goes to on_error, never further."""
+        try:
+            callback(*args)
+        except Exception as exc:
+            if callback == self._dispatch:
+                fd, which, callback = args
+                # It would fail again at once while the fd stays ready: stop watching it for that.
+                try:
+                    self._update(fd, selectors.EVENT_WRITE if which else selectors.EVENT_READ, None)
+                except (OSError, ValueError):
+                    pass
+            if os.environ.get("PYSUPER_DEBUG"):
+                import traceback
+                traceback.print_exception(type(exc), exc, exc.__traceback__)
+            try:
+                (self.on_error or _report)(exc, callback)
+            except Exception:
+                _report(exc, callback)
 
     def _dispatch(self, fd, which, callback):
         # An earlier callback of this round may have removed or replaced this one.

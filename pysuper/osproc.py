@@ -373,6 +373,12 @@ def kill_all(sig: int) -> bool:
         return False
 
 
+def become_reaper(pid1: bool) -> bool:
+    """Make sure orphans of our descendants come to us to be reaped: as PID 1 they do already,
+    otherwise become a child subreaper. False when neither holds (the caller warns)."""
+    return pid1 or set_subreaper()
+
+
 def set_subreaper() -> bool:
     """Make orphans of our descendants come to us (Linux >= 3.4)."""
     prctl = _prctl()

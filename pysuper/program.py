@@ -1,17 +1,21 @@
 """One program's state machine.
 
-The states are supervisord's. Every change of state goes through `_go(event)`, which looks the
-event up in TRANSITIONS: a pair that is not in the table is a bug and raises. The program acts on the
-world only through its host (spawn, signal, timers, clock, log), so the whole machine runs under a
-fake host and a fake clock in the unit tests.
+The states are supervisord's, plus WAITING (asked to start, but a dependency's condition does not
+hold yet). Every change of state goes through `_go(event)`, which looks the event up in TRANSITIONS:
+a pair that is not in the table is a bug and raises. The program acts on the world only through its
+host (spawn, signal, timers, clock, log, and its ready and health checks), so the whole machine runs
+under a fake host and a fake clock in the unit tests. What follows an exit (restart now, later,
+failed start, FATAL, finished) is decided by `policy.after_exit`; this module applies the decision.
 """
 
 from typing import Optional
 
-from pysuper.signals import describe_exit
+from pysuper import policy
+from pysuper.signals import describe_exit, short_exit, signal_of
 from pysuper.signals import name as signal_name
 
 STOPPED = "STOPPED"
+WAITING = "WAITING"
 STARTING = "STARTING"
 RUNNING = "RUNNING"
 BACKOFF = "BACKOFF"
@@ -19,9 +23,8 @@ STOPPING = "STOPPING"
 EXITED = "EXITED"
 FATAL = "FATAL"
 
-STATES = (STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL)
 LIVE = (STARTING, RUNNING, STOPPING)  # states with a process (or a process group) to signal
-ACTIVE = (STARTING, RUNNING, BACKOFF, STOPPING)  # states that are not final
+ACTIVE = (WAITING, STARTING, RUNNING, BACKOFF, STOPPING)  # states that are not final
 
 # (state, event) -> next state
 TRANSITIONS = {
@@ -29,9 +32,17 @@ TRANSITIONS = {
     (EXITED, "start"): STARTING,
     (FATAL, "start"): STARTING,
     (BACKOFF, "start"): STARTING,
+    (STOPPED, "wait"): WAITING,          # asked to start; a dependency's condition does not hold yet
+    (EXITED, "wait"): WAITING,           # the same, asked again after it had finished
+    (FATAL, "wait"): WAITING,            # the same, asked again after it had given up
+    (BACKOFF, "wait"): WAITING,          # the same, asked by hand during a backoff delay
+    (WAITING, "start"): STARTING,        # every dependency's condition holds now
+    (WAITING, "blocked"): FATAL,         # a condition can never hold (dependency FATAL, failed or removed)
+    (WAITING, "stop"): STOPPED,          # stopped by hand, or by the shutdown, before it could start
     (BACKOFF, "retry"): STARTING,        # the backoff delay is over
     (BACKOFF, "stop"): STOPPED,
-    (STARTING, "started"): RUNNING,      # it stayed up for start_seconds
+    (STARTING, "started"): RUNNING,      # it stayed up for start_seconds (a oneshot: at once)
+    (STARTING, "ready"): RUNNING,        # its ready check passed
     (STARTING, "failed_start"): BACKOFF,  # exited too early (or could not exec); will retry
     (STARTING, "gave_up"): FATAL,        # start_retries failed starts in a row
     (STARTING, "finished"): EXITED,      # exited early, but the restart policy says it is done
@@ -40,16 +51,14 @@ TRANSITIONS = {
     (RUNNING, "restart_now"): STARTING,  # first crash after a healthy run: no delay
     (RUNNING, "crashed"): BACKOFF,       # crashed again soon: wait before the restart
     (RUNNING, "stop"): STOPPING,
+    (RUNNING, "failed_start"): BACKOFF,  # a oneshot's unexpected exit is a failed run: retried later
+    (RUNNING, "gave_up"): FATAL,         # a oneshot's start_retries failed runs in a row
     (STOPPING, "stopped"): STOPPED,      # the process group is gone
+    (STOPPING, "failed_start"): BACKOFF,  # gone after it was not ready within start_timeout; will retry
+    (STOPPING, "gave_up"): FATAL,        # ... and that was the last of start_retries failed starts
+    (STOPPING, "restart_now"): STARTING,  # gone after failing its health check: start again at once
+    (STOPPING, "crashed"): BACKOFF,      # ... unhealthy again soon after a restart: wait first
 }
-
-# Backoff: 1 s, 2 s, 4 s ... capped at backoff_max, each delay jittered by up to +-10 %.
-FIRST_DELAY = 1.0
-
-
-def backoff_delay(attempt: int, cap: float) -> float:
-    """Delay before the restart that follows `attempt` failures in a row (attempt >= 1)."""
-    return min(cap, FIRST_DELAY * 2 ** min(attempt - 1, 32))
 
 
 class Program:
@@ -60,17 +69,22 @@ class Program:
         self.state = STOPPED
         self.pid: Optional[int] = None
         self.pgid: Optional[int] = None
-        self.process = None  # the Popen, kept until its pid is reaped
-        self.relays = []
         self.started_at: Optional[float] = None
-        self.exited_at: Optional[float] = None
         self.last_exit: Optional[int] = None  # exit code of the last run, 128+N for signal N
         self.failures = 0  # failed starts in a row
         self.streak = 0  # crashes after a healthy start, since the last long run
         self.restarts = 0  # automatic restarts since pysuper started the program
+        self.spawns = 0  # attempts to start a process, automatic or not
         self.held = False  # stopped by a person: not restarted, not a failure
         self.killed = False  # the last stop needed SIGKILL
         self.spawn_error: Optional[str] = None
+        self.ready: Optional[bool] = None if config.ready is None else False  # passed in this run
+        self.health_failing = False  # failed `retries` health checks in a row; not passed since
+        self.health_error: Optional[str] = None
+        self.waiting_for = []  # ["db (ready)", ...] while WAITING
+        self.winding_down = False  # pysuper is shutting down: no automatic restart any more
+        self._then: Optional[str] = None  # what follows the current stop: "failed_start", "unhealthy"
+        self._check = None  # the ready or health check in progress (has cancel())
         self._timer = None
         self._kill_timer = None
         self._snapshot = ()
@@ -101,8 +115,9 @@ class Program:
     # -- requests ----------------------------------------------------------------------------
     def start(self):
         """Start (or restart from a final state); resets the failure counters."""
-        if self.state not in (STOPPED, EXITED, FATAL, BACKOFF):
+        if self.state not in (STOPPED, WAITING, EXITED, FATAL, BACKOFF):
             return False
+        self.waiting_for = []
         self._cancel_timer()
         self.held = False
         self.failures = 0
@@ -111,10 +126,39 @@ class Program:
         self._spawn()
         return True
 
-    def stop(self, timeout: Optional[float] = None, held: bool = False):
-        """Ask the program to stop: stop_signal now, SIGKILL to the group after the timeout."""
+    def wait(self, waiting_for):
+        """Asked to start, but these conditions ("db (ready)", ...) do not hold yet."""
+        if self.state not in (STOPPED, EXITED, FATAL, BACKOFF):
+            return False
+        self._cancel_timer()
+        self.held = False
+        self.failures = 0
+        self.streak = 0
+        self.waiting_for = list(waiting_for)
+        self.host.log("%s: waiting for %s" % (self.name, ", ".join(self.waiting_for)))
+        self._go("wait")
+        return True
+
+    def block(self, reason: str):
+        """WAITING for a condition that can never hold: FATAL, with the reason in one line."""
+        if self.state == WAITING:
+            self.waiting_for = []
+            self.spawn_error = reason
+            self.host.log("%s: FATAL: %s" % (self.name, reason))
+            self._go("blocked")
+
+    def stop(self, timeout: Optional[float] = None, held: bool = False, then: Optional[str] = None):
+        """Ask the program to stop: stop_signal now, SIGKILL to the group after the timeout.
+
+        `then` is for the program's own checks: what follows once it is gone (see group_check).
+        """
         if held:
             self.held = True
+        self._then = then
+        if self.state == WAITING:
+            self.waiting_for = []
+            self._go("stop")
+            return
         if self.state == BACKOFF:
             self._cancel_timer()
             self._go("stop")
@@ -124,6 +168,7 @@ class Program:
                 self._arm_kill(timeout)
             return
         self._cancel_timer()
+        self._drop_check()
         self.killed = False
         self._go("stop")
         self._snapshot = self.host.snapshot(self)
@@ -165,8 +210,10 @@ class Program:
 
     # -- events from the host ----------------------------------------------------------------
     def _spawn(self):
+        self.spawns += 1
         self.spawn_error = None
         self.killed = False
+        self.ready = None if self.config.ready is None else False
         try:
             self.pid = self.host.spawn(self)
         except OSError as exc:  # SpawnError, or an OS error the config checks could not foresee
@@ -174,15 +221,19 @@ class Program:
             self.spawn_error = str(exc)
             self.pid = None
             self.pgid = None
-            self.started_at = self.exited_at = self.host.now()
+            self.started_at = self.host.now()
             self.last_exit = code
             self.host.log("%s: cannot start: %s" % (self.name, exc))
-            self._failed_start()
+            decision = policy.after_exit(self.config, None, 0.0, False, self.failures, self.streak)
+            self.failures, self.streak = decision.failures, decision.streak
+            self._failed_start(decision)
             return
         self.pgid = self.pid
         self.started_at = self.host.now()
         self.host.log("%s: started with pid %d" % (self.name, self.pid))
-        if self.config.start_seconds <= 0:
+        if self.config.ready is not None:
+            self._check = self.host.check_ready(self, self._ready, self._not_ready)
+        elif self.config.start_seconds <= 0 or self.config.type == "oneshot":
             self._started()
         else:
             self._timer = self.host.call_later(self.config.start_seconds, self._started)
@@ -190,66 +241,116 @@ class Program:
     def _started(self):
         self._timer = None
         if self.state == STARTING:
-            self.failures = 0
+            if self.config.type != "oneshot":
+                self.failures = 0  # a oneshot's run succeeds only by its exit
             self._go("started")
+            self._watch_health()
+
+    # -- ready and health checks ---------------------------------------------------------------
+    def _ready(self):
+        self._check = None
+        if self.state != STARTING:
+            return
+        self.ready = True
+        self.failures = 0
+        self.host.log("%s: ready after %.2f s (%s)"
+                      % (self.name, self.host.now() - self.started_at, self.config.ready.kind))
+        self._go("ready")
+        self._watch_health()
+
+    def _not_ready(self, why: str):
+        self._check = None
+        if self.state == STARTING:
+            self.host.log("%s: %s; stopping it" % (self.name, why))
+            self.stop(then="failed_start")
+
+    def _watch_health(self):
+        self.health_failing = False
+        if self.config.health is not None:
+            self._check = self.host.check_health(self, self._unhealthy, self._healthy)
+
+    def _unhealthy(self, error: str):
+        """`retries` failed health checks in a row: restart, counted toward the backoff."""
+        self.health_failing = True
+        self.health_error = error
+        if self.state == RUNNING and not self.winding_down:
+            self.host.log("%s: unhealthy: %s; restarting" % (self.name, error))
+            self.stop(then="unhealthy")
+
+    def _healthy(self):
+        self.health_failing = False
+
+    def _drop_check(self):
+        if self._check is not None:
+            self._check.cancel()
+            self._check = None
 
     def on_exit(self, code: int):
         """The process we started has been reaped with this exit code."""
         now = self.host.now()
         self.pid = None
-        self.process = None
-        self.exited_at = now
         self.last_exit = code
         self._cancel_timer()
+        self._drop_check()
         if self.state == STOPPING:
-            self.host.log("%s: stopped (%s)" % (self.name, describe_exit(code)))
+            how = short_exit(code) if signal_of(code) is not None else describe_exit(code)
+            self.host.log("%s: stopped (%s)" % (self.name, how))  # "stopped (SIGTERM)"
             self.group_check()
             return
         ran = now - (now if self.started_at is None else self.started_at)
-        if self.state == STARTING and ran >= self.config.start_seconds:
+        if self.state == STARTING and ran >= self.config.start_seconds and self.config.ready is None:
             self._started()  # it did last long enough; the timer just had not fired yet
-        policy = self.config.restart
-        restart = policy == "always" or (policy == "on-failure" and not self.config.expects(code))
-        if not restart:
-            expected = "expected" if self.config.expects(code) else "unexpected"
-            self.host.log("%s: %s (%s), not restarting (restart = \"%s\")"
-                          % (self.name, describe_exit(code), expected, policy))
+        oneshot = self.config.type == "oneshot"
+        running = self.state == RUNNING and not oneshot  # a oneshot's unexpected exit is a failed run
+        decision = policy.after_exit(self.config, code, ran, running, self.failures, self.streak)
+        self.failures, self.streak = decision.failures, decision.streak
+        if self.winding_down and decision.action != policy.FINISHED:
+            self.host.log("%s: %s during the shutdown; not restarting" % (self.name, describe_exit(code)))
             self._go("finished")
-            return
-        if self.state == STARTING:
-            self.host.log("%s: %s after %.2f s, before start_seconds = %g"
-                          % (self.name, describe_exit(code), ran, self.config.start_seconds))
-            self._failed_start()
-            return
-        if ran >= self.config.backoff_max:
-            self.streak = 0
-        delay = 0.0 if self.streak == 0 else self.host.jitter(backoff_delay(self.streak, self.config.backoff_max))
-        self.streak += 1
-        self.restarts += 1
-        if delay <= 0:
+        elif decision.action == policy.FINISHED:
+            self.host.log("%s: %s (%s), not restarting (restart = \"%s\")"
+                          % (self.name, describe_exit(code), "expected" if decision.expected else "unexpected",
+                             self.config.restart))
+            self._go("finished")
+        elif decision.action == policy.RESTART_NOW:
             self.host.log("%s: %s; restarting" % (self.name, describe_exit(code)))
+            self.restarts += 1
             self._go("restart_now")
             self._spawn()
-        else:
+        elif decision.action == policy.RESTART_LATER:
+            delay = self.host.jitter(decision.delay)
             self.host.log("%s: %s; restarting in %.1f s" % (self.name, describe_exit(code), delay))
             self._go("crashed")
             self._timer = self.host.call_later(delay, self._retry)
+        elif oneshot:
+            self.host.log("%s: %s (unexpected) after %.2f s" % (self.name, describe_exit(code), ran))
+            self._failed_start(decision)
+        elif self.config.ready is not None:
+            self.host.log("%s: %s after %.2f s, before it was ready" % (self.name, describe_exit(code), ran))
+            self._failed_start(decision)
+        else:
+            self.host.log("%s: %s after %.2f s, before start_seconds = %g"
+                          % (self.name, describe_exit(code), ran, self.config.start_seconds))
+            self._failed_start(decision)
 
-    def _failed_start(self):
-        self.failures += 1
-        if self.failures >= max(1, self.config.start_retries):
+    def _failed_start(self, decision):
+        """Apply a FAILED_START or GIVE_UP decision (STARTING; RUNNING for a oneshot; STOPPING after a
+        ready check's start_timeout)."""
+        retries = max(1, self.config.start_retries)
+        if decision.action == policy.GIVE_UP:
             self.host.log("%s: FATAL: %d failed start%s in a row (start_retries = %d); giving up"
                           % (self.name, self.failures, "" if self.failures == 1 else "s",
                              self.config.start_retries))
             self._go("gave_up")
             return
-        delay = self.host.jitter(backoff_delay(self.failures, self.config.backoff_max))
+        delay = self.host.jitter(decision.delay)
         self.host.log("%s: failed to start (%d of %d); retrying in %.1f s"
-                      % (self.name, self.failures, max(1, self.config.start_retries), delay))
+                      % (self.name, self.failures, retries, delay))
         self._go("failed_start")
         self._timer = self.host.call_later(delay, self._retry)
 
     def _retry(self):
+        """The backoff delay is over: the next automatic start, counted once here."""
         self._timer = None
         if self.state == BACKOFF:
             self.restarts += 1
@@ -267,4 +368,23 @@ class Program:
             self._kill_timer = None
         self.pgid = None
         self._snapshot = ()
-        self._go("stopped")
+        then, self._then = self._then, None
+        if then == "failed_start" and not self.winding_down:
+            decision = policy.after_exit(self.config, None, 0.0, False, self.failures, self.streak)
+            self.failures, self.streak = decision.failures, decision.streak
+            self._failed_start(decision)
+        elif then == "unhealthy" and not self.winding_down:
+            ran = self.host.now() - (self.started_at or self.host.now())
+            decision = policy.after_unhealthy(self.config, ran, self.streak)
+            self.streak = decision.streak
+            if decision.action == policy.RESTART_NOW:
+                self.restarts += 1
+                self._go("restart_now")
+                self._spawn()
+            else:
+                delay = self.host.jitter(decision.delay)
+                self.host.log("%s: restarting in %.1f s" % (self.name, delay))
+                self._go("crashed")
+                self._timer = self.host.call_later(delay, self._retry)
+        else:
+            self._go("stopped")

@@ -63,7 +63,7 @@ def run(argv) -> int:
         except (OSError, ValueError, RuntimeError):
             pass
     loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
-    if os.getpid() != 1 and not osproc.set_subreaper():
+    if not osproc.become_reaper(os.getpid() == 1):
         sys.stderr.write("pysuper: warning: not PID 1 and cannot become a child subreaper; "
                          "orphans will not be reaped\n")
 

@@ -1,25 +1,48 @@
 """The supervisor: the pid table, reaping, signal policy, start order, shutdown and exit policy.
 
 It is the host of every Program (spawn, signal, timers, log) and offers the command API that the
-control socket uses. One pid table maps each live pid to its Program; a reaped pid is popped from it
-before anything can be respawned, so a reused pid can never be confused with an old one. Reaped pids
-that are not in the table are orphans (PID 1 or subreaper) and are reaped quietly.
+control socket uses. Every OS operation goes through one object, `osproc` (the module of that name
+unless a test passes a fake), so the whole supervisor runs without processes in the unit tests.
+
+One pid table maps each live pid to its `Launch`: the Popen, the program's output relays and the
+Program. A reaped pid is popped from it before anything can be respawned, so a reused pid can never
+be confused with an old one. Reaped pids that are not in the table are orphans (PID 1 or subreaper)
+and are reaped quietly.
 """
 
 import os
 import signal
+from collections import deque
 from typing import Callable, Dict, List, Optional
 
-from pysuper import osproc
+from pysuper import graph
+from pysuper import osproc as _osproc
 from pysuper.config import Config, ProgramConfig, program_environment, resolve_user
 from pysuper.logs import Output
+from pysuper.loop import callback_name
+from pysuper.orchestra import Orchestra
 from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, STOPPING, Program
+from pysuper.reload import Outcome
 from pysuper.signals import describe_exit
 from pysuper.signals import name as signal_name
+from pysuper.view import ProgramView
+from pysuper.view import build as build_view
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+# Signals whose default action would end or stop pysuper and that mean nothing to it (a stopped
+# pysuper would neither reap nor forward). They get a handler that does nothing (not SIG_IGN, which
+# programs would inherit through exec). SIGPIPE and SIGXFSZ stay ignored as Python sets them (spawn
+# restores them for programs); the faults a bug of our own raises (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+# SIGABRT, SIGSYS) keep their default, or a real fault would repeat forever.
+IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
+    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGTRAP",
+    "SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(signal, name)) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
 STRAY_GRACE = 1.0  # seconds strays get after SIGTERM when the budget is already spent (PID 1 only)
+
+
+def _ignore(signum):
+    pass
 
 
 def _jitter(delay: float) -> float:
@@ -28,17 +51,48 @@ def _jitter(delay: float) -> float:
     return delay * (0.9 + 0.2 * fraction)
 
 
+def _program_of(traceback) -> Optional[Program]:
+    """The innermost Program the failed code was working on (as `self` or `program`), if any."""
+    found = None
+    while traceback is not None:
+        local = traceback.tb_frame.f_locals
+        for candidate in (local.get("self"), local.get("program")):
+            if isinstance(candidate, Program):
+                found = candidate
+                break
+        traceback = traceback.tb_next
+    return found
+
+
+class Launch:
+    """A process the supervisor started: kept in the pid table until its pid is reaped."""
+    __slots__ = ("program", "process", "relays", "on_exit")
+
+    def __init__(self, program: Program, process, relays, on_exit=None):
+        self.program = program
+        self.process = process  # the Popen; its returncode is set when the pid is reaped
+        self.relays = relays  # the output relays reading its stdout and stderr
+        self.on_exit = on_exit  # for a check's process: gets the exit code instead of the program
+
+
 class Supervisor:
-    def __init__(self, config: Config, loop, output: Optional[Output] = None, pid1: Optional[bool] = None):
+    """Runs the programs of `config` on `loop`. `output` (default: a logs.Output on fds 1 and 2)
+    carries the programs' lines and pysuper's own; `pid1` (default: whether our pid is 1) turns on
+    the PID 1 duties; `osproc` is the object every OS operation goes through."""
+
+    def __init__(self, config: Config, loop, output: Optional[Output] = None, pid1: Optional[bool] = None,
+                 osproc=_osproc):
         self.config = config
         self.loop = loop
+        self.osproc = osproc
         self.settings = config.settings
         self.output = output or Output(loop, config.settings.log_format, config.settings.color,
                                        config.settings.timestamps, config.programs)
         self.pid1 = os.getpid() == 1 if pid1 is None else pid1
         self.programs: Dict[str, Program] = {}
-        self.pids: Dict[int, Program] = {}
-        self._launch: Dict[str, tuple] = {}
+        self.pids: Dict[int, Launch] = {}
+        self._exits = deque()  # (pid, code) reaped and not handled yet
+        self._spawn_args: Dict[str, tuple] = {}
         self.shutting_down = False
         self.exit_code: Optional[int] = None
         self.exit_reason = ""
@@ -50,14 +104,19 @@ class Supervisor:
         self._waiters: List[tuple] = []
         self._settling: Dict[str, bool] = {}  # name -> was active, while a reload replaces it
         self._table = None  # see _process_table
-        self.on_reload: Optional[Callable[[], None]] = None  # SIGHUP; set by the control server
+        self.reloader = None  # a pysuper.reload.Reloader, set by cli.run: SIGHUP and `ctl reload` use it
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
+        self.only: Optional[List[str]] = None  # `pysuper run NAME...`: start these and their dependencies
+        loop.on_error = self._internal_error
+        self.orchestra = Orchestra(self)
         for program_config in config.programs.values():
             self._add(program_config)
 
     # -- set-up ------------------------------------------------------------------------------
     def _add(self, program_config: ProgramConfig) -> Program:
-        self._launch[program_config.name] = (program_environment(program_config), resolve_user(program_config))
+        env = program_environment(program_config)
+        env.update(self.orchestra.environment(program_config))
+        self._spawn_args[program_config.name] = (env, resolve_user(program_config))
         program = Program(program_config, self)
         self.programs[program_config.name] = program
         return program
@@ -68,19 +127,28 @@ class Supervisor:
             self.loop.add_signal_handler(signum, self._on_shutdown_signal)
         for signum in FORWARDED_SIGNALS:
             self.loop.add_signal_handler(signum, self._on_forward_signal)
+        for signum in IGNORED_SIGNALS:
+            try:
+                self.loop.add_signal_handler(signum, _ignore)
+            except (OSError, ValueError, RuntimeError):
+                pass  # a signal this system does not let us catch
 
     def start(self):
         """Reap what is already there, then start every autostart program in config order."""
         self.install_signals()
-        if not self.pid1 and not osproc.set_subreaper():
+        if not self.osproc.become_reaper(self.pid1):
             self.log("warning: not PID 1 and cannot become a child subreaper; orphans of programs "
                      "will not be reaped by pysuper")
         self._on_sigchld(signal.SIGCHLD)
-        names = [name for name, program in self.programs.items() if program.config.autostart]
+        if self.only is not None:  # named on the command line: autostart or not, with what they need
+            names = graph.closure(self.config, self.only)
+        else:
+            names = [name for name in graph.start_order(self.config) if self.programs[name].config.autostart]
         if names:
             self.log("starting %s" % ", ".join(names))
         for name in names:
-            self.programs[name].start()
+            self.orchestra.request_start(self.programs[name])
+        self.orchestra.update_watch()
         self._schedule_check()
 
     def run(self) -> int:
@@ -103,37 +171,50 @@ class Supervisor:
 
     def spawn(self, program: Program) -> int:
         config = program.config
-        env, user = self._launch[program.name]
+        env, user = self._spawn_args[program.name]
         stdout, stderr, relays = self.output.pipes(program.name)
         try:
-            process = osproc.spawn(config.command, cwd=config.directory, env=env, user=user,
-                                   stdout=stdout, stderr=stderr)
+            process = self.osproc.spawn(config.command, cwd=config.directory, env=env, user=user,
+                                        stdout=stdout, stderr=stderr)
         finally:
             for fd in (stdout, stderr):
                 if fd is not None:
                     os.close(fd)
-        program.process = process
-        program.relays = relays
-        self.pids[process.pid] = program
+        self.pids[process.pid] = Launch(program, process, relays)
         return process.pid
 
+    def spawn_check(self, program: Program, argv, output_fd: int, on_exit) -> int:
+        """Run a check's command as the program runs (user, directory, environment); its exit code
+        goes to on_exit when it is reaped."""
+        env, user = self._spawn_args[program.name]
+        process = self.osproc.spawn(list(argv), cwd=program.config.directory, env=env, user=user,
+                                    stdout=output_fd, stderr=output_fd)
+        self.pids[process.pid] = Launch(program, process, [], on_exit)
+        return process.pid
+
+    def check_ready(self, program: Program, on_ready, on_fail):
+        return self.orchestra.check_ready(program, on_ready, on_fail)
+
+    def check_health(self, program: Program, on_unhealthy, on_healthy):
+        return self.orchestra.check_health(program, on_unhealthy, on_healthy)
+
     def signal(self, program: Program, signum: int) -> bool:
-        return program.pgid is not None and osproc.killpg(program.pgid, signum)
+        return program.pgid is not None and self.osproc.killpg(program.pgid, signum)
 
     def snapshot(self, program: Program):
-        return osproc.descendants(program.pid, self._process_table()) if program.pid is not None else ()
+        return self.osproc.descendants(program.pid, self._process_table()) if program.pid is not None else ()
 
     def kill(self, program: Program, snapshot):
         if program.pgid is not None:
-            osproc.killpg(program.pgid, signal.SIGKILL)
+            self.osproc.killpg(program.pgid, signal.SIGKILL)
         if program.pid is not None:
-            snapshot = list(snapshot) + osproc.descendants(program.pid, self._process_table())
-        osproc.kill_snapshot(snapshot, signal.SIGKILL)
+            snapshot = list(snapshot) + self.osproc.descendants(program.pid, self._process_table())
+        self.osproc.kill_snapshot(snapshot, signal.SIGKILL)
 
     def _process_table(self):
         """One scan of /proc per loop round, shared by every program stopped or killed in it."""
         if self._table is None:
-            self._table = osproc.process_table()
+            self._table = self.osproc.process_table()
             self.loop.call_soon(self._forget_table)
         return self._table
 
@@ -141,27 +222,44 @@ class Supervisor:
         self._table = None
 
     def group_alive(self, program: Program) -> bool:
-        return program.pgid is not None and osproc.group_alive(program.pgid)
+        return program.pgid is not None and self.osproc.group_alive(program.pgid)
 
     def changed(self, program: Program, old: str, new: str, event: str):
         if (program.config.critical and new in (EXITED, FATAL) and not self.shutting_down):
             self._critical_ended(program)
+        self.orchestra.changed(program, old, new)
         if self._waiters:
             self.loop.call_soon(self._run_waiters)
         self._schedule_check()
 
+    def _internal_error(self, exc: Exception, callback):
+        """A loop callback raised (a bug): say where, naming the program, and keep supervising."""
+        program = _program_of(exc.__traceback__)
+        where = "program %s" % program.name if program is not None else callback_name(callback)
+        self.log("internal error in %s: %s: %s (set PYSUPER_DEBUG=1 for details); still supervising"
+                 % (where, type(exc).__name__, exc))
+
     # -- reaping -----------------------------------------------------------------------------
     def _on_sigchld(self, signum):
+        """Reap every exited child; hand each status to the Program whose pid it was."""
+        self._exits.extend(self.osproc.reap())
         orphans = False
-        for pid, code in osproc.reap():
-            program = self.pids.pop(pid, None)
-            if program is None:
-                orphans = True
-                continue
-            if program.process is not None:
-                program.process.returncode = code
-            self.output.drain(program.relays)
-            program.on_exit(code)
+        try:
+            while self._exits:
+                pid, code = self._exits.popleft()
+                launch = self.pids.pop(pid, None)
+                if launch is None:
+                    orphans = True
+                    continue
+                launch.process.returncode = code
+                if launch.on_exit is not None:
+                    launch.on_exit(code)
+                    continue
+                self.output.drain(launch.relays)
+                launch.program.on_exit(code)
+        finally:
+            if self._exits:  # a Program failed on one exit (the loop reports it): the rest come next
+                self.loop.call_soon(self._on_sigchld, signal.SIGCHLD)
         if orphans:
             for program in self.programs.values():
                 if program.pid is None:
@@ -178,13 +276,13 @@ class Supervisor:
                 for program in self.programs.values():
                     program.kill_now()
                 if self._finishing and self.pid1:
-                    osproc.kill_all(signal.SIGKILL)
+                    self.osproc.kill_all(signal.SIGKILL)
             return
         self.shutdown("received %s" % name)
 
     def _on_forward_signal(self, signum):
-        if signum == signal.SIGHUP and self.on_reload is not None:
-            self.on_reload()
+        if signum == signal.SIGHUP and self.reloader is not None:
+            self.reloader.on_signal()
             return
         for program in self.programs.values():
             program.signal(signum)
@@ -201,25 +299,29 @@ class Supervisor:
         self._deadline = self.now() + budget
         live = [p.name for p in self.programs.values() if p.state in ACTIVE]
         self.log("%s; stopping %s" % (reason, ", ".join(live) if live else "(nothing running)"))
-        for program in self.programs.values():
-            program.stop(timeout=budget)
+        self.orchestra.stop_in_order()  # dependents first; the others as their dependents stop
         self._budget_timer = self.loop.call_later(budget, self._budget_over)
         self._schedule_check()
+
+    def budget_left(self) -> float:
+        """Seconds left of shutdown_timeout during a shutdown."""
+        return max(0.0, (self._deadline or self.now()) - self.now())
 
     def _budget_over(self):
         self._budget_timer = None
         for program in self.programs.values():
             program.kill_now()
         if self._finishing and self.pid1:
-            osproc.kill_all(signal.SIGKILL)
+            self.osproc.kill_all(signal.SIGKILL)
 
     def _critical_ended(self, program: Program):
         code = program.last_exit if program.last_exit is not None else 1
-        restarts = "%d restart%s" % (program.restarts, "" if program.restarts == 1 else "s")
         if program.state == FATAL:
-            what = "is FATAL (last run %s) after %s" % (describe_exit(code), restarts)
+            what = "is FATAL (last run %s)" % describe_exit(code)
         else:
-            what = "%s after %s" % (describe_exit(code), restarts)
+            what = describe_exit(code)
+        if program.restarts:
+            what += " after %d restart%s" % (program.restarts, "" if program.restarts == 1 else "s")
         self.shutdown("critical program %s %s" % (program.name, what), code=code)
 
     def _schedule_check(self):
@@ -253,21 +355,21 @@ class Supervisor:
     def _begin_finish(self):
         """Every program is down. As PID 1, ask strays to leave too; then exit."""
         self._finishing = True
-        if self.pid1 and osproc.has_children():
+        if self.pid1 and self.osproc.has_children():
             remaining = max(STRAY_GRACE, (self._deadline or self.now()) - self.now())
-            osproc.kill_all(signal.SIGTERM)
+            self.osproc.kill_all(signal.SIGTERM)
             self.loop.call_later(remaining, self._strays_kill)
             self._strays_check()
             return
         self._finish()
 
     def _strays_check(self):
-        if not osproc.has_children():
+        if not self.osproc.has_children():
             self._finish()
 
     def _strays_kill(self):
         if self.exit_code is None:
-            osproc.kill_all(signal.SIGKILL)
+            self.osproc.kill_all(signal.SIGKILL)
             self.loop.call_later(STRAY_GRACE, self._finish)
 
     def _finish(self):
@@ -282,6 +384,7 @@ class Supervisor:
         killed = [p.name for p in self.programs.values() if p.killed]
         detail = "; killed after timeout: %s" % ", ".join(killed) if killed else ""
         self.exit_code = code
+        self.orchestra.close()
         self.output.close_relays()
         for callback in self.on_exit:
             callback()
@@ -321,7 +424,7 @@ class Supervisor:
             self.when(lambda: program.state != STOPPING or self.programs.get(name) is not program,
                       lambda: self.start_program(name, done))
             return None
-        program.start()
+        self.orchestra.start_with_dependencies(name)
 
         def settled():
             if self.shutting_down or self.programs.get(name) is not program:
@@ -344,35 +447,48 @@ class Supervisor:
         start has already followed waits for that start instead of stopping the program again.
         """
         program = self.programs[name]
-        asked = self.now()
+        asked = program.spawns
         program.stop()
-        self.when(lambda: program.state not in ACTIVE or (program.started_at or asked) > asked,
+        self.when(lambda: program.state not in ACTIVE or program.spawns > asked,
                   lambda: self.start_program(name, done))
 
     def signal_program(self, name: str, signum: int) -> bool:
         return self.programs[name].signal(signum)
 
-    def status(self) -> List[dict]:
-        now = self.now()
-        rows = []
-        for program in self.programs.values():
-            rows.append({
-                "name": program.name,
-                "state": program.state,
-                "pid": program.pid,
-                "uptime": (now - program.started_at) if program.pid is not None else None,
-                "restarts": program.restarts,
-                "last_exit": program.last_exit,
-                "held": program.held,
-                "error": program.spawn_error,
-            })
-        return rows
+    def view(self) -> List[ProgramView]:
+        """The read-only view of every program, in config order (see pysuper.view)."""
+        return [build_view(self, program) for program in self.programs.values()]
+
+    def keeps_output(self) -> bool:
+        """False with log_format = "raw": programs write straight to pysuper's stdout, nothing is kept."""
+        return self.output.fmt != "raw"
+
+    def recent_output(self, name: str, count: int):
+        """The last `count` lines of name's output: [(stream, line bytes without newline)]."""
+        return self.output.ring(name).lines(count) if count else []
+
+    def follow(self, name: str, callback: Callable[[str, bytes], None]):
+        """callback(stream, block of whole lines) for each new block of name's output, until unfollow()."""
+        self.output.ring(name).subscribe(callback)
+
+    def unfollow(self, name: str, callback: Callable[[str, bytes], None]):
+        self.output.ring(name).unsubscribe(callback)
+
+    def reload(self, done: Callable[[Outcome], None], who: str):
+        """Re-read the config file; done(Outcome) once the reload has settled (see pysuper.reload)."""
+        if self.reloader is None:
+            done(Outcome(errors=["this pysuper does not reload its config"], kind="unavailable"))
+            return
+        self.reloader.request(done, who)
 
     def health(self):
         """(healthy, [reasons]) for `pysuper ctl health`."""
         problems = []
         for program in self.programs.values():
             if not program.config.autostart and program.state == STOPPED and not program.held:
+                continue
+            if program.state == RUNNING and program.health_failing:
+                problems.append("%s is failing its health check: %s" % (program.name, program.health_error))
                 continue
             if program.state == RUNNING or program.healthy_exit:
                 continue
@@ -395,7 +511,9 @@ class Supervisor:
         old = self.config.programs
         added = [name for name in config.programs if name not in old]
         removed = [name for name in old if name not in config.programs]
-        changed = [name for name in config.programs if name in old and config.programs[name] != old[name]]
+        # A change of replicas alone leaves the replicas that stay untouched.
+        changed = [name for name in config.programs
+                   if name in old and config.programs[name].replace(replicas=0) != old[name].replace(replicas=0)]
         self.config = config
         self.settings = self.settings.replace(shutdown_timeout=config.settings.shutdown_timeout)
         self.output.set_names(list(self.programs) + added)
@@ -406,7 +524,8 @@ class Supervisor:
                 continue  # the old program of that name is still stopping; it is replaced once gone
             program = self._add(config.programs[name])
             if program.config.autostart:
-                program.start()
+                self.orchestra.request_start(program)
+        self.orchestra.update_watch()
         return added, changed, removed
 
     def _settle_later(self, name: str):
@@ -424,14 +543,16 @@ class Supervisor:
             return
         if name not in self.config.programs:
             del self.programs[name]
-            self._launch.pop(name, None)
+            self._spawn_args.pop(name, None)
+            self.orchestra.forget(name)
         else:
             program = self._add(self.config.programs[name])
             program.restarts = old.restarts
             if old.held:
                 program.held = True  # stopped by hand: it stays stopped with its new settings
             elif (was_active or program.config.autostart) and not self.shutting_down:
-                program.start()
+                self.orchestra.request_start(program)
+            self.orchestra.update_watch()
         if self._waiters:
             self.loop.call_soon(self._run_waiters)  # requests waiting on this program
         self._schedule_check()

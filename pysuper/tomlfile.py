@@ -30,3 +30,5 @@ def loads(text: str) -> dict:
         raise TomlError(message) from None
     except RecursionError:
         raise TomlError("the TOML is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise TomlError("a value cannot be read: %s" % exc) from None

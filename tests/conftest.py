@@ -1,13 +1,27 @@
-"""Shared test helpers: run the real pysuper CLI and wait for what it prints, under deadlines."""
+"""Shared test helpers: run the real pysuper CLI and wait for what it prints, under deadlines.
+
+The one way to run pysuper in tests:
+- `Pysuper(args, ...)`: a running `pysuper ARGS` with its stdout and stderr collected in Streams;
+  `ctl(...)` talks to it through its own control socket.
+- `run_config` (fixture): a Pysuper running a config written to tmp_path, stopped at teardown.
+- `Project(config)`: a config in its own temporary directory ("@DIR@" in the text stands for it) with
+  its control socket inside, started with `start()`, rewritten with `write_config()`.
+- `run_cli(args)`: a pysuper command that ends by itself (check, convert, ctl ...), as CompletedProcess.
+A test under tests/unit that starts a process fails (tests/unit starts none).
+Readiness is what pysuper prints (a Stream waited on under a deadline); nothing sleeps to synchronise.
+"""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +36,6 @@ _SOCKET_DIRS = []
 def _socket_dir():
     if not _SOCKET_DIRS:
         import atexit
-        import shutil
         atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _SOCKET_DIRS])
     path = tempfile.mkdtemp(prefix="pysuper-test-")
     _SOCKET_DIRS.append(path)
@@ -41,6 +54,21 @@ def pysuper_env(extra=None):
     if extra:
         env.update(extra)
     return env
+
+
+def _refuse_process(*args, **kwargs):
+    raise AssertionError("a unit test started a process; tests/unit starts none (move it to tests/integration)")
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_processes(request, monkeypatch):
+    """In tests/unit, every way to start a process fails the test that tries."""
+    if os.sep + os.path.join("tests", "unit") + os.sep not in str(request.node.fspath):
+        return
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", _refuse_process)
+    for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "execv", "execve", "execvp"):
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, _refuse_process)
 
 
 class Stream:
@@ -121,18 +149,25 @@ class Stream:
 
 
 class Pysuper:
-    """A running `pysuper` process with its stdout and stderr collected."""
+    """A running `pysuper ARGS` with its stdout (`out`) and stderr (`err`) collected."""
 
     def __init__(self, args, cwd=None, env=None, prefix=(), stdout_reader=True):
-        self.proc = subprocess.Popen(list(prefix) + PYSUPER + list(args), cwd=cwd, env=pysuper_env(env),
+        self.env = pysuper_env(env)
+        self.cwd = cwd
+        self.proc = subprocess.Popen(list(prefix) + PYSUPER + list(args), cwd=cwd, env=self.env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
-        self.out = Stream(self.proc.stdout) if stdout_reader else None
-        self.err = Stream(self.proc.stderr)
+        self.out = Stream(self.proc.stdout, "stdout") if stdout_reader else None
+        self.err = Stream(self.proc.stderr, "stderr")
 
     @property
     def pid(self):
         return self.proc.pid
+
+    @property
+    def socket(self):
+        """The path of its control socket."""
+        return self.env["PYSUPER_SOCKET"]
 
     def signal(self, signum):
         self.proc.send_signal(signum)
@@ -154,13 +189,32 @@ class Pysuper:
             self.proc.kill()
             self.proc.wait(5)
 
+    def stop(self, timeout=DEADLINE):
+        """SIGTERM and wait (SIGKILL after `timeout`); the exit code."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
     def last_line(self):
         return self.err.lines[-1] if self.err.lines else ""
+
+    def wait_started(self, name, start=0, timeout=DEADLINE):
+        """(line index, pid) of the next '<name>: started with pid N' line at or after `start`."""
+        index, match = self.err.search(r"\| %s: started with pid (\d+)" % re.escape(name), timeout, start)
+        return index, int(match.group(1))
+
+    def ctl(self, *args, timeout=DEADLINE, env=None, check=None):
+        """`pysuper ctl ARGS` against this pysuper (see run_ctl)."""
+        return run_ctl(args, self.cwd, env or self.env, timeout, check)
 
 
 @pytest.fixture
 def run_config(tmp_path):
-    """run_config(text, *args) -> Pysuper running that config from tmp_path; killed at teardown."""
+    """run_config(text, *args) -> Pysuper running that config from tmp_path; stopped at teardown."""
     started = []
 
     def start(text, *args, env=None, prefix=(), stdout_reader=True):
@@ -173,16 +227,75 @@ def run_config(tmp_path):
 
     yield start
     for process in started:
-        if process.proc.poll() is None:
-            try:
-                os.killpg(process.pid, 0)
-            except OSError:
-                pass
-            process.signal(signal.SIGTERM)
-            try:
-                process.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        process.stop(10)
+
+
+class Project:
+    """A config in its own temporary directory, run as pysuper with its control socket inside
+    (DIR/run/ctl.sock unless `socket_path` is given). "@DIR@" in the config stands for DIR."""
+
+    def __init__(self, config, extra_env=None, socket_path=None):
+        self.dir = Path(tempfile.mkdtemp(prefix="pysuper-test-"))
+        self.config_path = self.dir / "pysuper.toml"
+        self.write_config(config)
+        self.socket = Path(socket_path) if socket_path else self.dir / "run" / "ctl.sock"
+        self.extra_env = dict(extra_env or {}, PYSUPER_SOCKET=str(self.socket))
+        self.env = pysuper_env(self.extra_env)
+        self.pysuper = None
+
+    def write_config(self, text):
+        """Replace the config (atomically, as an editor would)."""
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(textwrap.dedent(text).replace("@DIR@", str(self.dir)))
+        os.replace(str(tmp), str(self.config_path))
+
+    def start(self, wait_for=r"control socket: "):
+        """Start pysuper; wait for a stderr line matching `wait_for` (None: do not wait)."""
+        self.pysuper = Pysuper(["-c", str(self.config_path)], cwd=str(self.dir), env=self.extra_env)
+        if wait_for:
+            self.pysuper.err.wait_for(wait_for)
+        return self
+
+    @property
+    def proc(self):
+        return self.pysuper.proc if self.pysuper else None
+
+    @property
+    def stdout(self):
+        return self.pysuper.out
+
+    @property
+    def stderr(self):
+        return self.pysuper.err
+
+    def wait_started(self, name, start=0, timeout=DEADLINE):
+        return self.pysuper.wait_started(name, start, timeout)
+
+    def ctl(self, *args, timeout=DEADLINE, env=None, check=None):
+        """`pysuper ctl ARGS` from the project's directory, with its socket (see run_ctl)."""
+        return run_ctl(args, str(self.dir), env or self.env, timeout, check)
+
+    def stop(self, timeout=DEADLINE):
+        return self.pysuper.stop(timeout) if self.pysuper else None
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(str(self.dir), ignore_errors=True)
+
+
+def run_ctl(args, cwd, env, timeout=DEADLINE, check=None):
+    """`pysuper ctl ARGS` with exactly this environment; CompletedProcess with text output.
+    check: the exit code it must have."""
+    done = subprocess.run(PYSUPER + ["ctl"] + list(args), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=timeout)
+    done.stdout = done.stdout.decode("utf-8", "replace")
+    done.stderr = done.stderr.decode("utf-8", "replace")
+    if check is not None:
+        assert done.returncode == check, "ctl %s: exit %d\nstdout: %s\nstderr: %s" % (
+            " ".join(args), done.returncode, done.stdout, done.stderr)
+    return done
 
 
 def run_cli(args, cwd=None, env=None, timeout=DEADLINE, input=None):

@@ -17,7 +17,7 @@ import pytest
 
 from test_ctl_support import PYTHON, ROOT, Client, Pysuper, base_env
 
-from pysuper import control
+from pysuper.control import paths, protocol, server
 
 CONFIG = """
 [programs.worker]
@@ -255,23 +255,29 @@ def test_control_socket_false_means_no_socket(pysuper_instances):
 
 def test_location_order():
     env = {"PYSUPER_SOCKET": "/a/env.sock", "XDG_RUNTIME_DIR": "/"}
-    assert control.resolve("/b/conf.sock", "/etc/x.toml", env) == ("/a/env.sock", "$PYSUPER_SOCKET")
+    assert paths.resolve("/b/conf.sock", "/etc/x.toml", env) == ("/a/env.sock", "$PYSUPER_SOCKET")
     env.pop("PYSUPER_SOCKET")
-    assert control.resolve("/b/conf.sock", "/etc/x.toml", env)[0] == "/b/conf.sock"
-    assert control.resolve("rel/c.sock", "/etc/p/x.toml", env)[0] == "/etc/p/rel/c.sock"
-    assert control.resolve(False, None, env) == (None, "control_socket = false")
+    assert paths.resolve("/b/conf.sock", "/etc/x.toml", env)[0] == "/b/conf.sock"
+    assert paths.resolve("rel/c.sock", "/etc/p/x.toml", env)[0] == "/etc/p/rel/c.sock"
+    assert paths.resolve(False, None, env) == (None, "control_socket = false")
     with tempfile.TemporaryDirectory() as runtime:
-        assert control.user_path({"XDG_RUNTIME_DIR": runtime}) == os.path.join(runtime, "pysuper",
+        assert paths.user_path({"XDG_RUNTIME_DIR": runtime}) == os.path.join(runtime, "pysuper",
                                                                                 "pysuper.sock")
-    assert control.user_path({}) == "/tmp/pysuper-%d/pysuper.sock" % os.geteuid()
-    expected_first = "/run/pysuper/pysuper.sock" if control._run_dir_writable() else control.user_path(env)
-    assert control.resolve(None, None, env) == (expected_first, "default")
+    assert paths.user_path({}) == "/tmp/pysuper-%d/pysuper.sock" % os.geteuid()
+    expected_first = "/run/pysuper/pysuper.sock" if paths.run_dir_writable() else paths.user_path(env)
+    assert paths.resolve(None, None, env) == (expected_first, "default")
+    assert paths.resolve(None, "/etc/p/x.toml", env, pid1=True) == (expected_first, "default")
+    per_config = paths.resolve(None, "/etc/p/x.toml", env)
+    assert per_config == (paths.config_path_socket("/etc/p/x.toml", env), "default")
+    assert os.path.dirname(per_config[0]) == paths.user_dir(env)
+    assert os.path.basename(per_config[0]).startswith("p-") and per_config[0].endswith(".sock")
+    assert paths.config_path_socket("/etc/q/x.toml", env) != per_config[0]
 
 
 @needs_root
 @needs_system_python
 def test_default_location_for_a_user_without_run_access():
-    """As a user who cannot write /run: $XDG_RUNTIME_DIR/pysuper/pysuper.sock, found by ctl as is."""
+    """As a user who cannot write /run: the config's socket in $XDG_RUNTIME_DIR/pysuper/, found by ctl."""
     tmp_path = Path(tempfile.mkdtemp(prefix="pysuper-ctl-user-"))
     try:
         _run_as_nobody_with_defaults(tmp_path)
@@ -294,7 +300,8 @@ def _run_as_nobody_with_defaults(tmp_path):
                               cwd="/", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         line = server.stderr.readline().decode()
-        expected = runtime / "pysuper" / "pysuper.sock"
+        expected = Path(paths.config_path_socket(str(config), {"XDG_RUNTIME_DIR": str(runtime)}))
+        assert expected.parent == runtime / "pysuper"
         assert line.strip().endswith("control socket: %s" % expected), line
         info = os.stat(str(expected.parent))
         assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == NOBODY
@@ -350,7 +357,7 @@ def test_oversized_requests_are_refused_and_closed(pysuper_instances):
     ps = pysuper_instances()
     with Client(ps.socket) as client:
         try:
-            client.send_raw(b"{" + b" " * (control.MAX_REQUEST + 10))
+            client.send_raw(b"{" + b" " * (protocol.MAX_REQUEST + 10))
         except (BrokenPipeError, ConnectionResetError):
             pass
         answer = client.receive()
@@ -358,7 +365,7 @@ def test_oversized_requests_are_refused_and_closed(pysuper_instances):
         assert client.receive() is None  # closed
     with Client(ps.socket) as client:  # a huge line, newline included
         try:
-            client.send_raw(b'{"cmd": "health", "pad": "' + b"x" * (4 * control.MAX_REQUEST) + b'"}\n')
+            client.send_raw(b'{"cmd": "health", "pad": "' + b"x" * (4 * protocol.MAX_REQUEST) + b'"}\n')
         except (BrokenPipeError, ConnectionResetError):
             pass
         answer = client.receive()
@@ -391,11 +398,11 @@ def test_slow_and_vanishing_clients_do_not_stall_pysuper(pysuper_instances):
 
 def test_a_client_that_never_completes_its_request_is_dropped(pysuper_instances):
     ps = pysuper_instances()
-    with Client(ps.socket, timeout=control.REQUEST_TIMEOUT + 10) as client:
+    with Client(ps.socket, timeout=server.REQUEST_TIMEOUT + 10) as client:
         client.send_raw(b'{"v": 1, "cmd": ')
         began = time.monotonic()
         answer = client.receive()
         elapsed = time.monotonic() - began
         assert answer is not None and answer["kind"] == "timeout"
-        assert control.REQUEST_TIMEOUT - 1 <= elapsed <= control.REQUEST_TIMEOUT + 5
+        assert server.REQUEST_TIMEOUT - 1 <= elapsed <= server.REQUEST_TIMEOUT + 5
         assert client.receive() is None

@@ -1,7 +1,8 @@
-"""Helpers for the `pysuper ctl` tests: a real pysuper in a temporary directory with its own socket.
+"""Helpers for the `pysuper ctl` tests, on top of conftest's: a pysuper in its own temporary
+directory with its own socket, a raw protocol client, and a zombie check.
 
-Readiness is pysuper's own "started with pid" / "control socket:" lines on stderr, read by a thread
-and awaited on a condition; nothing sleeps to synchronise.
+Readiness is pysuper's own "control socket:" / "started with pid" lines on stderr (conftest's Stream);
+state changes are awaited through the socket under a deadline; nothing sleeps to synchronise.
 """
 
 import json
@@ -17,23 +18,28 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import Stream
+import conftest
+from conftest import pysuper_env, run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(conftest.ROOT)
 PYTHON = sys.executable
 
 
-def base_env(sock_path):
-    env = dict(os.environ)
-    env.pop("PYSUPER_CONFIG", None)
-    env["PYSUPER_SOCKET"] = str(sock_path)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["NO_COLOR"] = "1"
+def _with_socket(env):
+    """conftest gives each pysuper a socket of its own; keep the caller's choice, even "no socket
+    variable" (an empty PYSUPER_SOCKET counts as unset)."""
+    env = dict(env)
+    env.setdefault("PYSUPER_SOCKET", "")
     return env
 
 
+def base_env(sock_path):
+    """The full environment of a pysuper (or ctl) under test that uses the socket sock_path."""
+    return pysuper_env({"PYSUPER_SOCKET": str(sock_path)})
+
+
 class Pysuper:
-    """A pysuper process running `config` (TOML text) in its own temporary directory."""
+    """A pysuper process running `config` (TOML text, `@DIR@` for its directory) in a temporary directory."""
 
     def __init__(self, config: str, extra_env=None, socket_path=None):
         self.dir = Path(tempfile.mkdtemp(prefix="pysuper-ctl-"))
@@ -43,6 +49,7 @@ class Pysuper:
         self.env = base_env(self.socket)
         if extra_env:
             self.env.update(extra_env)
+        self.process = None
         self.proc = None
         self.stderr = None
         self.stdout = None
@@ -53,11 +60,9 @@ class Pysuper:
         os.replace(str(tmp), str(self.config_path))
 
     def start(self, wait_for=r"control socket: "):
-        self.proc = subprocess.Popen([PYTHON, "-m", "pysuper", "-c", str(self.config_path)], cwd=str(self.dir),
-                                     env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
-        self.stdout = Stream(self.proc.stdout, "stdout")
-        self.stderr = Stream(self.proc.stderr, "stderr")
+        self.process = conftest.Pysuper(["-c", str(self.config_path)], cwd=str(self.dir),
+                                        env=_with_socket(self.env))
+        self.proc, self.stdout, self.stderr = self.process.proc, self.process.out, self.process.err
         if wait_for:
             self.stderr.wait_for(wait_for)
         return self
@@ -68,12 +73,9 @@ class Pysuper:
         return index, int(match.group(1))
 
     def ctl(self, *args, timeout=30.0, env=None, check=None):
-        """Run `pysuper ctl ARGS`; CompletedProcess with text output."""
-        done = subprocess.run([PYTHON, "-m", "pysuper", "ctl"] + list(args), cwd=str(self.dir),
-                              env=env or self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout)
-        done.stdout = done.stdout.decode("utf-8", "replace")
-        done.stderr = done.stderr.decode("utf-8", "replace")
+        """Run `pysuper ctl ARGS` in the pysuper's directory; CompletedProcess with text output."""
+        done = run_cli(["ctl"] + list(args), cwd=str(self.dir), env=_with_socket(env or self.env),
+                       timeout=timeout)
         if check is not None:
             assert done.returncode == check, "ctl %s: exit %d\nstdout: %s\nstderr: %s" % (
                 " ".join(args), done.returncode, done.stdout, done.stderr)
@@ -88,7 +90,7 @@ class Pysuper:
         return {row["name"]: row for row in rows}
 
     def wait_state(self, name, states, timeout=20.0):
-        """Poll the socket (under a deadline) until the program is in one of `states`."""
+        """Ask the socket (under a deadline) until the program is in one of `states`."""
         if isinstance(states, str):
             states = (states,)
         deadline = time.monotonic() + timeout
@@ -149,6 +151,11 @@ class Client:
 
     def receive(self):
         """The next message, or None at EOF."""
+        line = self.receive_line()
+        return None if line is None else json.loads(line)
+
+    def receive_line(self):
+        """The next line as bytes (without its newline), or None at EOF."""
         while b"\n" not in self.buffer:
             try:
                 data = self.sock.recv(65536)
@@ -158,7 +165,7 @@ class Client:
                 return None
             self.buffer += data
         line, _, self.buffer = self.buffer.partition(b"\n")
-        return json.loads(line)
+        return line
 
     def request(self, command, args=None, **fields):
         self.send(command, args, **fields)

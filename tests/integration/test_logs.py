@@ -6,7 +6,7 @@ import re
 import signal
 import subprocess
 
-from conftest import PYSUPER, pysuper_env, py, toml_list
+from conftest import DEADLINE, PYSUPER, pysuper_env, py, toml_list
 
 WRITER = """
 import os, sys
@@ -198,3 +198,43 @@ backoff_max = 0.2
     assert lines[-1] == ""
     numbers = [int(line.split()[3]) for line in lines[:-1]]
     assert numbers == list(range(len(numbers))) and len(numbers) > 1000
+
+
+def test_fast_writer_gets_a_big_pipe_and_nothing_is_lost(tmp_path):
+    """A program writing tens of MB/s is read in rests from an enlarged pipe; every line arrives."""
+    import threading
+
+    from pysuper.logs import Formatter, Relay, Ring, Sink
+    from pysuper.loop import Loop
+
+    loop = Loop()
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    out_path = tmp_path / "out"
+    with open(out_path, "wb") as out:
+        sink = Sink(loop, out.fileno())
+        relay = Relay(loop, read_end, "stdout", sink, Formatter("w", 1, "prefix"), Ring())
+        count = 1500000
+
+        def write():
+            with os.fdopen(write_end, "wb", buffering=1 << 16) as pipe:
+                for i in range(count):
+                    pipe.write(b"%08d %s\n" % (i, b"x" * 80))
+
+        writer = threading.Thread(target=write)
+        writer.start()
+
+        def watch():
+            if relay.closed:
+                loop.stop()
+            else:
+                loop.call_later(0.05, watch)
+        watch()
+        loop.call_later(DEADLINE, loop.stop)
+        loop.run()
+        writer.join(10)
+        assert relay._fast
+        loop.close()
+    lines = out_path.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    assert [int(line[4:12]) for line in lines[:-1]] == list(range(count))

@@ -95,7 +95,7 @@ BAD = [
     ('[programs.web]\ncommand = 5\n',
      ["app.toml: [programs.web] command = 5: expected a string or an array of strings, got an integer"]),
     ('[programs.web]\ncommand = "x"\nstart_seconds = -1\n',
-     ["app.toml: [programs.web] start_seconds = -1: expected a number of seconds >= 0"]),
+     ["app.toml: [programs.web] start_seconds = -1: expected a number of seconds between 0 and 86400"]),
     ('[programs.web]\ncommand = "x"\nstart_retries = 1.5\n',
      ["app.toml: [programs.web] start_retries = 1.5: expected a whole number, got a number"]),
     ('[programs.web]\ncommand = "x"\nautostart = "yes"\n',
@@ -121,9 +121,6 @@ BAD = [
     ('[programs.web]\ncommand = "x"\nenvironment = "A=1"\n',
      ['app.toml: [programs.web] environment = "A=1": expected a table such as { NAME = "value" }, '
       'got a string']),
-    ('[programs.web]\ncommand = "echo ${NOPE}"\n',
-     ['app.toml: [programs.web] command = "echo ${NOPE}": environment variable NOPE is not set '
-      '(write ${NOPE:-default} for a fallback, $$ for a literal $)']),
     ('[programs.web]\ncommand = "echo \'unclosed"\n',
      ["app.toml: [programs.web] command = \"echo 'unclosed\": cannot split the command as a shell "
       "would: No closing quotation"]),
@@ -181,3 +178,11 @@ user = "no-such-user-xyz"
     assert problems[0] == "app.toml: [programs.a] command: definitely-not-a-binary-xyz was not found on PATH"
     assert problems[1] == 'app.toml: [programs.b] directory = "%s/missing": no such directory' % tmp_path
     assert problems[2].startswith('app.toml: [programs.c] user = "no-such-user-xyz": no such user')
+
+
+def test_unset_variable_is_a_host_problem():
+    cfg = parse('[programs.web]\ncommand = "echo ${NOPE}"\n', "app.toml", ENV)
+    assert cfg.programs["web"].command == ("echo", "${NOPE}")
+    assert config.host_problems(cfg)[0] == (
+        "app.toml: [programs.web] command: environment variable NOPE is not set "
+        "(write ${NOPE:-default} for a fallback, $$ for a literal $)")

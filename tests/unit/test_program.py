@@ -6,8 +6,9 @@ import pytest
 
 from pysuper.config import ProgramConfig
 from pysuper.osproc import SpawnError
-from pysuper.program import (BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING, TRANSITIONS,
-                             Program, backoff_delay)
+from pysuper.policy import backoff_delay
+from pysuper.program import (BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING, TRANSITIONS, WAITING,
+                             Program)
 
 
 class FakeTimer:
@@ -88,7 +89,7 @@ def make(**overrides):
 
 
 def test_every_transition_target_is_a_state():
-    states = {STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL}
+    states = {STOPPED, WAITING, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL}
     for (state, _), target in TRANSITIONS.items():
         assert state in states and target in states
 
@@ -191,11 +192,6 @@ def test_backoff_resets_after_a_long_run():
     assert program.state == STARTING  # immediate again
 
 
-def test_backoff_delay_function():
-    assert [backoff_delay(n, 30) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
-    assert backoff_delay(100, 30) == 30
-
-
 def test_exec_failure_is_a_failed_start():
     program, host = make(start_retries=2)
     host.fail_spawn = "nope: command not found"
@@ -251,3 +247,23 @@ def test_shutdown_timeout_shorter_than_stop_timeout():
     program.stop(timeout=2)
     host.advance(2.01)
     assert host.kills == 1
+
+
+def test_regression_each_automatic_spawn_counts_one_restart():
+    """Delayed restarts were counted twice: when scheduled and again when they ran."""
+    program, host = make(restart="always", backoff_max=30, start_seconds=1)
+    program.start()
+    for _ in range(6):
+        host.advance(2)  # a healthy start, then a crash: the delays grow 0, 1, 2, 4, 8, 16 s
+        program.on_exit(1)
+        host.advance(20)
+    assert len(host.spawns) == 7 and program.restarts == 6
+    assert sum("restarting in" in m for m in host.messages) == 5
+
+
+def test_stopped_by_its_stop_signal_is_said_briefly():
+    program, host = make()
+    program.start()
+    program.stop()
+    program.on_exit(143)
+    assert host.messages[-1] == "web: stopped (SIGTERM)"
