@@ -124,10 +124,9 @@ def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=
 
 def launch_options(config) -> dict:
     """The spawn() keywords a ProgramConfig asks for beyond command, directory, environment and user."""
-    return {"groups": getattr(config, "groups", None), "umask": getattr(config, "umask", None),
-            "no_new_privileges": getattr(config, "no_new_privileges", False),
-            "limits": getattr(config, "limits", None) or None,
-            "keep_env": tuple(getattr(config, "environment", {}) or {})}
+    return {"groups": config.groups, "umask": config.umask, "no_new_privileges": config.no_new_privileges,
+            "limits": config.limits or None,
+            "keep_env": tuple(config.environment) + tuple(config.file_environment)}
 
 
 def _group_ids(groups) -> List[int]:
@@ -155,8 +154,7 @@ def _limits_step(limits):
         number = getattr(resource, "RLIMIT_" + name.upper(), None)
         if number is None:
             raise SpawnError("limits: %s is not a resource limit on this system" % name, 126)
-        soft = resource.RLIM_INFINITY if soft is None or soft < 0 else soft
-        hard = resource.RLIM_INFINITY if hard is None or hard < 0 else hard
+        soft, hard = _rlimit_number(soft), _rlimit_number(hard)
         current_hard = resource.getrlimit(number)[1]
         if not privileged and current_hard != resource.RLIM_INFINITY and (
                 hard == resource.RLIM_INFINITY or hard > current_hard):
@@ -169,6 +167,13 @@ def _limits_step(limits):
         for number, pair in wanted:
             resource.setrlimit(number, pair)
     return set_limits
+
+
+def _rlimit_number(value) -> int:
+    import resource
+    if value is None or value == "unlimited" or value < 0:
+        return resource.RLIM_INFINITY
+    return value
 
 
 def _has_capability(bit: int) -> bool:

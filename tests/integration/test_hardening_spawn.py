@@ -109,3 +109,18 @@ def test_regression_explicit_home_user_logname_are_not_overwritten_by_user():
 def test_unknown_group_is_a_spawn_error():
     with pytest.raises(osproc.SpawnError, match="no group 'no-such-group-xyz'"):
         osproc.spawn(["true"], groups=["no-such-group-xyz"])
+
+
+def test_config_keys_reach_the_program(run_config):
+    ps = run_config('''
+[programs.show]
+command = ["sh", "-c", "umask; ulimit -Sn; grep ^NoNewPrivs: /proc/self/status; echo \\"home=$HOME\\""]
+restart = "never"
+umask = "027"
+no_new_privileges = true
+limits = { nofile = [100, 200] }
+environment = { HOME = "/srv/app" }
+''')
+    assert ps.wait() == 0, ps.err.text()
+    assert [line.split("| ", 1)[1] for line in ps.out.lines if line.startswith("show")] == [
+        "0027", "100", "NoNewPrivs:\t1", "home=/srv/app"]
