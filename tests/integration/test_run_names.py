@@ -49,12 +49,16 @@ def test_run_one_replica_and_a_program_that_does_not_autostart(run_config):
 
 
 def test_a_declared_name_selects_every_replica_and_what_they_need_not_what_needs_them(run_config):
+    """The programs not chosen stay out of `ctl health`, and `ctl start` still starts them."""
     ps = run_config(APP, "web")
     ps.err.wait_for(r"\| starting db, web-0, web-1, web-2$")
     for name in ("web-0", "web-1", "web-2"):
         ps.wait_started(name)
     ps.err.wait_for(r"control socket: ")
     assert states(ps)["worker"] == "STOPPED"
+    assert ps.ctl("health").stdout == "healthy\n"  # what was not chosen does not count
+    ps.ctl("start", "worker", check=0)
+    assert states(ps)["worker"] == "RUNNING"
     ps.signal(signal.SIGTERM)
     assert ps.wait() == 0
 
