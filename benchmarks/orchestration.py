@@ -8,7 +8,8 @@
   (`depends_on = { prev = "ready" }`): launch -> last one ready, against the sum of the servers' own
   start times (each started alone, directly, and timed to its first accepted connection). Target:
   within 50 ms of that sum.
-- replicas: one [programs.web] with `replicas = 100` (each announces itself): launch -> all running.
+- replicas: one [programs.web] with `replicas = 100` (each announces itself): launch -> all running,
+  against 100 declared programs launched the same way in the same run.
 
 The checks connect to one listener of the benchmark itself, so "ready" is real and no extra process
 per program is needed. Waits are events (pysuper's own log lines, the announce FIFO), never sleeps,
@@ -231,22 +232,40 @@ def scenario_chain(ctx):
                       % fmt(over * 1000 if over is not None else None, digits=0))]
 
 
-def scenario_replicas(ctx):
-    wd = H.workdir(ctx.root, "replicas")
+def _launch_to_running(ctx, label, toml_for):
+    """Seconds from launching pysuper on toml_for(argv of an announcing sleeper) until 100 programs
+    announced themselves (None on timeout), and how many did."""
+    wd = H.workdir(ctx.root, label)
     ann = H.Announcer(wd)
     argv = [a.replace("$", "$$") for a in H.sleeper_argv(ann.path)]
-    run = Run(ctx, "replicas", '[programs.web]\ncommand = %s\nreplicas = 100\n' % json.dumps(argv))
+    run = Run(ctx, label, toml_for(json.dumps(argv)))
     try:
         done = ann.wait(100, timeout=60)
-        startup = done - run.t0 if done is not None else None
+        return (done - run.t0 if done is not None else None), len(ann.pids)
     finally:
         run.close(ann.pids)
         ann.close()
         shutil.rmtree(wd, ignore_errors=True)
+
+
+def scenario_replicas(ctx):
+    """replicas = 100 against 100 declared programs, alternating in the same run."""
+    reps = 1 if ctx.quick else 3
+    replicas, declared, counts = [], [], []
+    for _ in range(reps):
+        took, count = _launch_to_running(ctx, "replicas", lambda argv: "[programs.web]\ncommand = %s\nreplicas = 100\n" % argv)
+        replicas.append(took)
+        counts.append(count)
+        took, _ = _launch_to_running(ctx, "declared", lambda argv: "".join(
+            "[programs.web%03d]\ncommand = %s\n\n" % (i, argv) for i in range(100)))
+        declared.append(took)
+    with_replicas, plain = median(replicas), median(declared)
     return [Row("replicas", "replicas = 100 (sleep)", "launch → all running (ms)",
-                {"pysuper": fmt(startup * 1000 if startup is not None else None, digits=0)},
-                target="as 100 × sleep (start-up scenario)", met="",
-                check="running: %d/100" % len(ann.pids))]
+                {"pysuper": fmt(with_replicas * 1000 if with_replicas is not None else None, digits=0)},
+                baseline="100 declared programs %s ms" % fmt(plain * 1000 if plain is not None else None, digits=0),
+                target="as 100 declared programs",
+                met=verdict(with_replicas <= plain * 1.2 + 0.02 if None not in (with_replicas, plain) else None),
+                check="running: %d/100" % min(counts))]
 
 
 SCENARIOS = {
