@@ -107,7 +107,8 @@ def test_failing_migrate_makes_the_waiting_program_fatal_naming_it(pysuper):
     ps.stderr.wait_for(r"web: FATAL: cannot start: dependency migrate \(completed\) exited with code 3 and will not "
                        r"run again$")
     assert ps.proc.wait(20) == 1
-    ps.stderr.wait_for(r"critical program web is FATAL")
+    ps.stderr.wait_for(r"critical program web is FATAL \(cannot start: dependency migrate \(completed\) exited "
+                       r"with code 3 and will not run again\); exiting with code 1$")
     assert not ps.stderr.matching(r"web: started with pid")
 
 
