@@ -345,3 +345,17 @@ def ps_ctl_async(ps, *args):
     import subprocess
     return subprocess.Popen([PYTHON, "-m", "pysuper", "ctl"] + list(args), cwd=str(ps.dir), env=ps.env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_regression_a_log_check_with_raw_output_fails_at_once_saying_why(pysuper):
+    ps = pysuper("""
+    [pysuper]
+    log_format = "raw"
+
+    [programs.app]
+    command = %s
+    ready = { log = "listening", start_timeout = 30 }
+    start_retries = 1
+    """ % app("log"), wait_for=None)
+    ps.stderr.wait_for(r"app: ready = \{ log = \.\.\. \} cannot see the output with log_format = \"raw\"")
+    ps.stderr.wait_for(r"app: FATAL: 1 failed start in a row", timeout=10)
