@@ -174,7 +174,7 @@ class Program:
         self._snapshot = self.host.snapshot(self)
         grace = self.config.stop_timeout if timeout is None else min(timeout, self.config.stop_timeout)
         self.host.log("%s: stopping with %s (SIGKILL after %g s)"
-                      % (self.name, signal_name(self.config.stop_signal), grace))
+                      % (self.name, signal_name(self.config.stop_signal), round(grace, 2)))
         self.host.signal(self, self.config.stop_signal)
         self._arm_kill(grace)
 
