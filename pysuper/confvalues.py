@@ -44,13 +44,16 @@ def show(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
+        if len(value) > 200:
+            return '"%s..." (%d characters)' % (escape(value[:60]), len(value))
         return '"%s"' % escape(value)
     if isinstance(value, dict):
         return "{...}"
     if isinstance(value, int) and value.bit_length() > 100:
         return "a %d-bit integer" % value.bit_length()
     if isinstance(value, list):
-        return "[%s]" % ", ".join(show(item) for item in value)
+        shown = "[%s]" % ", ".join(show(item) for item in value[:20])
+        return shown if len(value) <= 20 and len(shown) <= 400 else "[...] (%d items)" % len(value)
     return repr(value)
 
 
