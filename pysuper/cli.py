@@ -1,4 +1,4 @@
-"""argv -> run | check | convert | ctl | -- CMD. Exit codes and one-line errors; never a traceback."""
+"""argv -> run | check | convert | ctl | export | probe | -- CMD. Exit codes and one-line errors; never a traceback."""
 
 import os
 import signal
@@ -16,6 +16,10 @@ usage: pysuper [-c FILE]                 run the programs of a config (PID 1 or 
        pysuper convert [FILE] [-o OUT]   turn a supervisord config into a pysuper config
        pysuper ctl [--socket PATH] [-c FILE] COMMAND ...
                                          inspect and steer a running pysuper
+       pysuper export compose|kubernetes [-c FILE] --image IMAGE [OPTIONS]
+                                         write a Compose file or Kubernetes manifests
+       pysuper probe tcp HOST:PORT | http URL | exec -- CMD...
+                                         one try of a ready/health check (exit 0 or 1)
        pysuper --version | --help
 
 The config is -c FILE, else $PYSUPER_CONFIG, else ./pysuper.toml, else /etc/pysuper/pysuper.toml.
@@ -82,6 +86,12 @@ def main(argv=None) -> int:
     if args and args[0] == "ctl":
         from pysuper import ctl
         return ctl.main(args[1:])
+    if args and args[0] == "export":
+        from pysuper.export import command
+        return command.main(args[1:])
+    if args and args[0] == "probe":
+        from pysuper import probe
+        return probe.main(args[1:])
     try:
         path, rest = _parse_config_flag(args)
         if "--" in rest:

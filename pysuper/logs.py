@@ -2,22 +2,21 @@
 
 The relay works on blocks, not on single lines: a read returns up to 64 KiB, the splitter keeps the
 unfinished last line, and the prefix is put in front of every line of the block with one
-bytes.replace(). Sinks write only when their fd is writable; above a high-water mark they pause the
-relays that feed them, so a program blocks on its own pipe instead of losing lines, and a stalled log
-consumer never stalls supervision.
+bytes.replace(). The sinks (pysuper/sink.py) write only when their fd is writable, serve the programs
+round-robin, and pause a program's relay when its queued output is above a high-water mark, so a
+program blocks on its own pipe instead of losing lines, and a stalled log consumer never stalls
+supervision.
 """
 
 import os
-import stat
 import time
 from collections import deque
 
+from pysuper.sink import F_SETPIPE_SZ, Sink
+
 READ_SIZE = 65536
 MAX_LINE = 1024 * 1024  # longer lines are split into pieces of this size, never dropped
-HIGH_WATER = 1024 * 1024
-LOW_WATER = 256 * 1024
 RING_BYTES = 256 * 1024  # per program and stream, for `pysuper ctl logs`
-IOV_MAX = 512
 # A program that writes fast (above FAST_RATE bytes/s) gets a pipe of BIG_PIPE bytes, and a read that
 # found that pipe less than half full is followed by a rest of BATCH_DELAY before the next one: the
 # program goes on writing into the larger pipe meanwhile, and pysuper reads large blocks instead of a
@@ -27,7 +26,6 @@ FAST_RATE = 20 * 1024 * 1024
 RATE_WINDOW = 0.1
 BIG_PIPE = 1024 * 1024
 BATCH_DELAY = 0.001
-F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named there only from Python 3.10
 
 COLORS = (b"\x1b[36m", b"\x1b[33m", b"\x1b[32m", b"\x1b[35m", b"\x1b[34m", b"\x1b[31m",
           b"\x1b[96m", b"\x1b[93m", b"\x1b[92m", b"\x1b[95m", b"\x1b[94m", b"\x1b[91m")
@@ -182,148 +180,6 @@ def _join(head, data: bytes, cut: int) -> bytes:
     return b"".join(list(head) + [body]) if head else body
 
 
-class Sink:
-    """Writes to fd 1 or 2 without ever blocking the loop on a pipe, tty or socket.
-
-    A pipe or tty is reopened through /proc/self/fd so that O_NONBLOCK is set on our own open file
-    description, never on the one programs share. Regular files cannot be polled and are written
-    directly. A closed reader (EPIPE) means the output is gone: it is dropped from then on.
-    """
-
-    def __init__(self, loop, fd: int):
-        self.loop = loop
-        self.fd = fd
-        self.buffer = deque()
-        self.size = 0
-        self.broken = False
-        self.paused = False
-        self.listeners = []  # callbacks(paused: bool)
-        self._watching = False
-        self.direct = True
-        try:
-            mode = os.fstat(fd).st_mode
-        except OSError:
-            self.broken = True
-            return
-        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) and not os.isatty(fd)):
-            try:
-                self.fd = os.open("/proc/self/fd/%d" % fd, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                self.direct = False
-                if stat.S_ISFIFO(mode):
-                    self._grow_pipe()
-            except OSError:
-                self.fd = fd  # a socket: only write when select() says writable
-
-    def _grow_pipe(self):
-        # Room for a whole formatted read (64 KiB plus the prefixes) in the pipe our output goes to, so
-        # that one write takes it instead of a partial write, EAGAIN, a copy into the buffer and a
-        # writable event for the rest.
-        import fcntl
-        try:
-            fcntl.fcntl(self.fd, F_SETPIPE_SZ, BIG_PIPE)
-        except OSError:
-            pass  # over the user's pipe-buffer quota: stay as it is
-
-    def write(self, data):
-        """Write bytes, or a list of bytes-like pieces, in this order and whole."""
-        if self.broken:
-            return
-        pieces = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
-        if self.buffer:
-            for piece in pieces:
-                if len(piece):
-                    self.buffer.append(piece)
-                    self.size += len(piece)
-        else:
-            self._write_now(pieces)
-        if self.size > HIGH_WATER and not self.paused:
-            self._set_paused(True)
-
-    def _write_now(self, pieces):
-        pieces = [piece for piece in pieces if len(piece)]
-        while pieces:
-            try:
-                if len(pieces) == 1:
-                    written = os.write(self.fd, pieces[0])
-                else:
-                    written = os.writev(self.fd, pieces[:IOV_MAX])
-            except BlockingIOError:
-                break
-            except InterruptedError:
-                continue
-            except OSError:  # EPIPE and friends: nobody reads this output any more
-                self._break()
-                return
-            done = 0
-            while done < len(pieces) and written >= len(pieces[done]):
-                written -= len(pieces[done])
-                done += 1
-            pieces = pieces[done:]
-            if written:
-                pieces[0] = memoryview(pieces[0])[written:]
-            if not self.direct and self.fd in (1, 2):
-                break  # a shared blocking socket: write one piece per writable event
-        if pieces:
-            for piece in reversed(pieces):
-                self.buffer.appendleft(piece)
-                self.size += len(piece)
-            if not self._watching:
-                self._watching = True
-                self.loop.add_writer(self.fd, self._on_writable)
-
-    def _on_writable(self):
-        self._write_now(self._take())
-        if not self.buffer and self._watching:
-            self._watching = False
-            self.loop.remove_writer(self.fd)
-        if self.paused and self.size < LOW_WATER:
-            self._set_paused(False)
-
-    def _take(self):
-        pieces, size = [], 0
-        while self.buffer and size < READ_SIZE * 4 and len(pieces) < IOV_MAX:
-            piece = self.buffer.popleft()
-            pieces.append(piece)
-            size += len(piece)
-        self.size -= size
-        return pieces
-
-    def _break(self):
-        self.broken = True
-        self.buffer.clear()
-        self.size = 0
-        if self._watching:
-            self._watching = False
-            self.loop.remove_writer(self.fd)
-        if self.paused:
-            self._set_paused(False)
-
-    def _set_paused(self, paused: bool):
-        self.paused = paused
-        for listener in list(self.listeners):
-            listener(paused)
-
-    def flush(self, deadline: float):
-        """Write what is buffered, blocking at most until the monotonic deadline."""
-        import select
-        if self._watching:
-            self._watching = False
-            self.loop.remove_writer(self.fd)
-        while self.buffer and not self.broken:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                _, writable, _ = select.select([], [self.fd], [], remaining)
-            except (OSError, ValueError):
-                return
-            if writable:
-                self._write_now(self._take())
-                if self._watching:
-                    self._watching = False
-                    self.loop.remove_writer(self.fd)
-
-
 class Formatter:
     """Turns a block of whole lines into what is written for one program and stream."""
 
@@ -389,12 +245,11 @@ class Relay:
         self._fast = False  # a big pipe and rests between reads (see FAST_RATE)
         self._window_start = loop.time()
         self._window_bytes = 0
-        sink.listeners.append(self._on_sink_paused)
-        if not sink.paused:
-            self._resume()
+        self.queue = sink.queue(self._on_sink_paused)
+        self._resume()
 
     def _resume(self):
-        if not self.reading and not self.closed and self._rest_timer is None and not self.sink.paused:
+        if not self.reading and not self.closed and self._rest_timer is None and not self.queue.paused:
             self.reading = True
             self.loop.add_reader(self.fd, self._on_readable)
 
@@ -458,13 +313,13 @@ class Relay:
             if split is not None:
                 head, data, cut = split
                 self.ring.add(self.stream, head, data, cut)
-                self.sink.write(self.formatter.pieces(self.stream, head, data, cut))
+                self.queue.write(self.formatter.pieces(self.stream, head, data, cut))
         return total
 
     def _emit(self, block: bytes):
         if block:
             self.ring.append(self.stream, block)
-            self.sink.write(self.formatter(self.stream, block))
+            self.queue.write(self.formatter(self.stream, block))
 
     def finish(self):
         """Relay what is left now (at exit): the pipe's content, then the unfinished last line."""
@@ -480,10 +335,6 @@ class Relay:
             self._rest_timer.cancel()
             self._rest_timer = None
         self.closed = True
-        try:
-            self.sink.listeners.remove(self._on_sink_paused)
-        except ValueError:
-            pass
         os.close(self.fd)
 
 
@@ -495,8 +346,9 @@ class Output:
         self.loop = loop
         self.fmt = fmt
         self.timestamps = timestamps
-        self.stdout = Sink(loop, 1)
-        self.stderr = Sink(loop, 2)
+        self.stdout = Sink(loop, 1, "stdout")
+        self.stderr = Sink(loop, 2, "stderr")
+        self.stdout.report = self.stderr.report = self.message
         self.color = self._use_color(color)
         self.rings = {}
         self.relays = []
@@ -530,13 +382,6 @@ class Output:
     def ring(self, name: str) -> Ring:
         return self.rings.setdefault(name, Ring())
 
-    def follow(self, name: str, callback):
-        """callback(stream, block of whole lines) for what `name` writes from now on (not in raw
-        mode, where programs write to pysuper's own stdout/stderr); returns the unfollow function."""
-        followers = self.ring(name).followers
-        followers.append(callback)
-        return lambda: followers.remove(callback) if callback in followers else None
-
     def pipes(self, name: str):
         """(stdout fd, stderr fd, relays) for a new process of `name`; None: inherit ours (raw mode).
 
@@ -546,10 +391,18 @@ class Output:
             return None, None, []
         formatter = Formatter(name, self.width, self.fmt, self._colors.get(name, b"") if self.color else b"",
                               self.timestamps)
+        made = []
+        try:
+            for _ in range(2):
+                made.append(os.pipe2(os.O_CLOEXEC))
+        except OSError:  # EMFILE or ENFILE: close the pipe already made, both ends
+            for pair in made:
+                for fd in pair:
+                    os.close(fd)
+            raise
         ends = []
         relays = []
-        for stream, sink in (("stdout", self.stdout), ("stderr", self.stderr)):
-            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        for (stream, sink), (read_end, write_end) in zip((("stdout", self.stdout), ("stderr", self.stderr)), made):
             os.set_blocking(read_end, False)
             relays.append(Relay(self.loop, read_end, stream, sink, formatter, self.ring(name)))
             ends.append(write_end)

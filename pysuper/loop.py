@@ -126,6 +126,8 @@ class Loop:
         """callback(signum) from the loop whenever signum arrives."""
         self._signal_handlers[signum] = callback
         signal.signal(signum, _noop_handler)
+        # Started with it blocked (by a shell, a CI runner): it would never arrive.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
 
     def _read_signals(self):
         while True:

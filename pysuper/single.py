@@ -3,7 +3,9 @@
 The child inherits stdin, stdout and stderr (nothing is copied or prefixed), runs in its own process
 group (the terminal's foreground group when there is a terminal, so Ctrl-C and job control behave
 as without pysuper), receives every catchable signal pysuper receives, and pysuper exits with the
-child's exit code, or 128+N when the child is killed by signal N. Every zombie is reaped.
+child's exit code, or 128+N when the child is killed by signal N. Every zombie is reaped. pysuper
+handles its signals even when it was started with them blocked or ignored, and gives the child the
+signal mask and ignored signals it inherited itself.
 """
 
 import os
@@ -39,6 +41,7 @@ def run(argv) -> int:
     if not argv:
         sys.stderr.write("pysuper: usage: pysuper -- CMD [ARGS...]\n")
         return 2
+    inherited = osproc.signal_state()  # before the loop takes (and unblocks) the signals it handles
     loop = Loop()
     forwarded = _forwarded_signals()
     child = {"pid": None, "code": None}
@@ -66,7 +69,7 @@ def run(argv) -> int:
 
     tty = _terminal()
     try:
-        process = osproc.spawn_foreground(argv, tty)
+        process = osproc.spawn_foreground(argv, tty, inherited)
     except osproc.SpawnError as exc:
         sys.stderr.write("pysuper: %s\n" % exc)
         return exc.exit_code

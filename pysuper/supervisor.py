@@ -175,7 +175,11 @@ class Supervisor:
         stdout, stderr, relays = self.output.pipes(program.name)
         try:
             process = self.osproc.spawn(config.command, cwd=config.directory, env=env, user=user,
-                                        stdout=stdout, stderr=stderr)
+                                        stdout=stdout, stderr=stderr, **_osproc.launch_options(config))
+        except BaseException:
+            for relay in relays:
+                relay.close()  # no EOF will come: every write end is ours
+            raise
         finally:
             for fd in (stdout, stderr):
                 if fd is not None:
@@ -188,7 +192,8 @@ class Supervisor:
         goes to on_exit when it is reaped."""
         env, user = self._spawn_args[program.name]
         process = self.osproc.spawn(list(argv), cwd=program.config.directory, env=env, user=user,
-                                    stdout=output_fd, stderr=output_fd)
+                                    stdout=output_fd, stderr=output_fd,
+                                    **_osproc.launch_options(program.config))
         self.pids[process.pid] = Launch(program, process, [], on_exit)
         return process.pid
 

@@ -133,7 +133,7 @@ class FakeOS:
         self.loop.deliver(signal.SIGCHLD)
 
     # -- the osproc interface ------------------------------------------------------------------
-    def spawn(self, argv, cwd=None, env=None, user=None, stdout=None, stderr=None):
+    def spawn(self, argv, cwd=None, env=None, user=None, stdout=None, stderr=None, **options):
         if argv[0] in self.fail:
             raise SpawnError("%s: command not found" % argv[0], self.fail[argv[0]])
         self.next_pid += 1

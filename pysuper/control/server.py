@@ -22,6 +22,8 @@ REQUEST_TIMEOUT = 10.0  # seconds a peer has to send a whole request
 MAX_PEERS = 256
 MAX_OUTPUT = 8 * 1024 * 1024  # bytes waiting for a peer that does not read
 ACCEPT_BATCH = 64
+ACCEPT_RETRY_FIRST = 0.1  # seconds before accept() is tried again after EMFILE; doubling
+ACCEPT_RETRY_MAX = 5.0
 
 
 def serve(supervisor, loop, config_path=None):
@@ -76,6 +78,8 @@ class Server:
         info = os.stat(path)
         self._identity = (info.st_dev, info.st_ino)
         self._accept_timer = None
+        self._accept_delay = ACCEPT_RETRY_FIRST  # before the next try while accept() fails (EMFILE)
+        self._starved = False  # accept() failed for want of descriptors and has not caught up since
         self.closed = False
         loop.add_reader(self.fd, self._on_accept)
         supervisor.on_exit.append(self.close)
@@ -90,12 +94,16 @@ class Server:
             try:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
+                if self._starved:  # every waiting connection taken: the shortage is over
+                    self._starved = False
+                    self.log("accepting connections again")
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self._pause_accepting(exc)
                 return  # ECONNABORTED and friends: the peer is already gone
             conn.setblocking(False)
+            self._accept_delay = ACCEPT_RETRY_FIRST
             if len(self.peers) >= MAX_PEERS:
                 _send_now(conn, protocol.error_response(None, "too many control connections (%d); try again"
                                                         % MAX_PEERS, "busy"))
@@ -108,17 +116,22 @@ class Server:
                 conn.close()
 
     def _pause_accepting(self, exc):
-        """Out of file descriptors: stop accepting for a moment instead of spinning on the listener."""
+        """Out of file descriptors: stop accepting for a while instead of spinning on the listener;
+        said once, retried after ACCEPT_RETRY_FIRST seconds, doubling up to ACCEPT_RETRY_MAX."""
         if self._accept_timer is None:
-            self.log("cannot accept connections: %s; retrying in 1 s" % (exc.strerror or exc))
+            if not self._starved:
+                self._starved = True
+                self.log("cannot accept connections: %s; retrying until it works" % (exc.strerror or exc))
             self.loop.remove_reader(self.fd)
-            self._accept_timer = self.loop.call_later(1.0, self._resume_accepting)
+            self._accept_timer = self.loop.call_later(self._accept_delay, self._resume_accepting)
+            self._accept_delay = min(ACCEPT_RETRY_MAX, self._accept_delay * 2)
 
     @_loop_callback
     def _resume_accepting(self):
         self._accept_timer = None
         if not self.closed:
             self.loop.add_reader(self.fd, self._on_accept)
+            self._on_accept()  # also learns that nothing is waiting any more
 
     # -- exit --------------------------------------------------------------------------------
     def close(self):
