@@ -127,7 +127,7 @@ def test_least_privilege_keys():
             'stack = ["unlimited", "unlimited"] }\n')
     assert (a.groups, a.umask, a.no_new_privileges) == (("audio", "44"), 0o27, True)
     assert a.limits == {"nofile": (1024, 1024), "nproc": (256, 512), "core": (0, 0),
-                        "stack": (resource.RLIM_INFINITY, resource.RLIM_INFINITY)}
+                        "stack": ("unlimited", "unlimited")}
     assert one('[programs.a]\ncommand = "x"\numask = "0o077"\n').umask == 0o77
     assert one('[programs.a]\ncommand = "x"\ngroups = []\n').groups == ()
 
