@@ -391,7 +391,7 @@ def set_subreaper() -> bool:
 
 
 def process_table():
-    """{pid: (ppid, start_time)} of every process, from /proc."""
+    """{pid: (ppid, start_time, pgid, state)} of every process, from /proc."""
     table = {}
     try:
         entries = os.listdir("/proc")
@@ -413,8 +413,8 @@ def _stat(pid: int):
     except OSError:
         return None
     fields = data[data.rfind(b")") + 2:].split()
-    # fields[0] is the state; ppid is field 4 of stat, starttime field 22.
-    return int(fields[1]), int(fields[19])
+    # After the name: state, ppid, pgrp ... starttime (fields 3, 4, 5 and 22 of stat).
+    return int(fields[1]), int(fields[19]), int(fields[2]), fields[0]
 
 
 def descendants(pid: int, table=None) -> List[Tuple[int, int]]:
@@ -422,8 +422,8 @@ def descendants(pid: int, table=None) -> List[Tuple[int, int]]:
     if table is None:
         table = process_table()
     children = {}
-    for child, (parent, _) in table.items():
-        children.setdefault(parent, []).append(child)
+    for child, entry in table.items():
+        children.setdefault(entry[0], []).append(child)
     found, todo = [], list(children.get(pid, ()))
     while todo:
         child = todo.pop()
@@ -432,10 +432,57 @@ def descendants(pid: int, table=None) -> List[Tuple[int, int]]:
     return found
 
 
-def kill_snapshot(processes, sig: int):
-    """Signal the processes of a descendants() snapshot that are still the same processes."""
+def kill_snapshot(processes, sig: int, outside_group: Optional[int] = None):
+    """Signal the processes of a descendants() snapshot that are still the same processes (with
+    `outside_group`: only those no longer in that process group, which killpg reaches already)."""
     for pid, start_time in processes:
         stat = _stat(pid)
-        if stat is not None and stat[1] == start_time:
+        if stat is not None and stat[1] == start_time and stat[2] != outside_group:
             kill(pid, sig)
 
+
+# -- which processes belong to a program ---------------------------------------------------------------
+# Every program gets MARKER=<pysuper pid>:<program name> in its environment, and its descendants inherit
+# it. A process that leaves the program's process group (setsid, a double fork) is still found: as PID 1
+# or a subreaper, pysuper is its ancestor, and its /proc/PID/environ (the environment it was started
+# with) names the program. What escapes: a process that was started with an environment without the
+# marker (env -i, or a program that drops it before exec) once it is no longer a descendant of the
+# program's main process, and any process when pysuper is neither PID 1 nor a subreaper.
+MARKER = "PYSUPER_PROGRAM"
+
+
+def marker(name: str) -> str:
+    """The MARKER value of program `name` of this pysuper."""
+    return "%d:%s" % (os.getpid(), name)
+
+
+def marked(table) -> dict:
+    """{program name: [(pid, start_time)]} of pysuper's live descendants carrying our marker."""
+    found = {}
+    head = ("\0%s=%d:" % (MARKER, os.getpid())).encode()
+    for pid, start_time in descendants(os.getpid(), table):
+        if table[pid][3] == b"Z":
+            continue
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as handle:
+                environ = b"\0" + handle.read()
+        except OSError:
+            continue
+        at = environ.find(head)
+        if at < 0:
+            continue
+        end = environ.find(b"\0", at + 1)
+        name = environ[at + len(head):end if end >= 0 else len(environ)]
+        found.setdefault(name.decode("utf-8", "surrogateescape"), []).append((pid, start_time))
+    return found
+
+
+def members(name: str, pid: Optional[int], table, marks) -> List[Tuple[int, int]]:
+    """[(pid, start_time)] of the live processes of program `name` other than its main process `pid`
+    (None once reaped): the main process's descendants, and those `marks` (see marked) gives it."""
+    found = dict(descendants(pid, table)) if pid is not None else {}
+    for member, start_time in marks.get(name, ()):
+        if member != pid:
+            found.setdefault(member, start_time)
+    return [(member, start_time) for member, start_time in found.items()
+            if member in table and table[member][3] != b"Z"]
