@@ -1,4 +1,4 @@
-"""argv -> run | check | convert | ctl | -- CMD. Exit codes and one-line errors; never a traceback."""
+"""argv -> run | check | convert | ctl | export | probe | -- CMD. Exit codes and one-line errors; never a traceback."""
 
 import os
 import signal
@@ -11,11 +11,15 @@ EXIT_USAGE = 2
 USAGE = """\
 usage: pysuper [-c FILE]                 run the programs of a config (PID 1 or not)
        pysuper [-c FILE] [run] NAME...   run only these programs and what they depend on
-       pysuper check [-c FILE]           validate a config and list its programs
+       pysuper check [[-c] FILE]         validate a config and list its programs
        pysuper -- CMD [ARGS...]          run one program as an init (like tini)
        pysuper convert [FILE] [-o OUT]   turn a supervisord config into a pysuper config
        pysuper ctl [--socket PATH] [-c FILE] COMMAND ...
                                          inspect and steer a running pysuper
+       pysuper export compose|kubernetes [-c FILE] --image IMAGE [OPTIONS]
+                                         write a Compose file or Kubernetes manifests
+       pysuper probe tcp HOST:PORT | http URL | exec -- CMD...
+                                         one try of a ready/health check (exit 0 or 1)
        pysuper --version | --help
 
 The config is -c FILE, else $PYSUPER_CONFIG, else ./pysuper.toml, else /etc/pysuper/pysuper.toml.
@@ -82,6 +86,12 @@ def main(argv=None) -> int:
     if args and args[0] == "ctl":
         from pysuper import ctl
         return ctl.main(args[1:])
+    if args and args[0] == "export":
+        from pysuper.export import command
+        return command.main(args[1:])
+    if args and args[0] == "probe":
+        from pysuper import probe
+        return probe.main(args[1:])
     try:
         path, rest = _parse_config_flag(args)
         if "--" in rest:
@@ -94,6 +104,8 @@ def main(argv=None) -> int:
         explicit = bool(rest) and rest[0] in ("run", "check")
         if explicit:
             command = rest.pop(0)
+        if command == "check" and rest and path is None and not rest[0].startswith("-"):
+            path = rest.pop(0)  # pysuper check FILE, like pysuper check -c FILE
         if rest and (command == "check" or rest[0].startswith("-")):
             raise UsageError("unexpected argument %r (see pysuper --help)" % rest[0])
         if rest and not explicit and _ctl_verb(rest[0]) and not _names_a_program(path, rest[0]):
@@ -152,8 +164,9 @@ def check(path) -> int:
         extra = "" if program.autostart else ", autostart = false"
         if program.critical:
             extra += ", critical"
-        sys.stdout.write("%s  %s  (restart = %s%s)\n" % (program.name.ljust(width),
-                                                         " ".join(shlex.quote(w) for w in program.command),
+        command = " ".join(shlex.quote(w) for w in program.command)
+        command = "".join(c if c.isprintable() else repr(c)[1:-1] for c in command)  # one line per program
+        sys.stdout.write("%s  %s  (restart = %s%s)\n" % (program.name.ljust(width), command,
                                                          program.restart, extra))
     problems = configmod.host_problems(config)
     for line in problems:

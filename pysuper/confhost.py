@@ -7,7 +7,7 @@ laptop); running a config treats them as errors before anything starts.
 
 import os
 
-from pysuper.confvalues import MAX_ID, UNLIMITED, is_id, show
+from pysuper.confvalues import MAX_ID, is_id, one_line, show
 from pysuper.names import did_you_mean
 from typing import Dict, List, Mapping, Optional
 
@@ -156,7 +156,7 @@ def host_problems(config) -> List[str]:
                 problems.append("%s command: %s is not an executable file" % (where, word))
             else:
                 problems.append("%s command: %s was not found on PATH" % (where, word))
-    return problems
+    return [one_line(line) for line in problems]
 
 
 def _limit_problems(program, where: str, root: bool) -> List[str]:
@@ -164,14 +164,12 @@ def _limit_problems(program, where: str, root: bool) -> List[str]:
     if root or not program.limits:
         return []
     import resource
-    from pysuper.confvalues import rlimit_names
+    from pysuper.confvalues import limit_above, limit_text, rlimit_names
     names = rlimit_names()
     problems = []
     for name, (_soft, hard) in program.limits.items():
         own = resource.getrlimit(names[name])[1]
-        if own == resource.RLIM_INFINITY:
-            continue
-        if hard == UNLIMITED or hard > own:
-            problems.append("%s limits.%s: the hard limit %s is above pysuper's own (%d); raising it needs root"
-                            % (where, name, hard, own))
+        if limit_above(hard, own):
+            problems.append("%s limits.%s: the hard limit %s is above pysuper's own (%s); raising it needs root"
+                            % (where, name, limit_text(hard), limit_text(own)))
     return problems

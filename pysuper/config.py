@@ -249,7 +249,7 @@ class _Collector:
         self.errors: List[str] = []
 
     def add(self, message: str):
-        line = "%s: %s" % (self.path, message)
+        line = cv.one_line("%s: %s" % (self.path, message))  # one line per problem, whatever the input held
         if line not in self.errors:
             self.errors.append(line)
 
@@ -262,7 +262,7 @@ class _Collector:
                 if hint:
                     self.add("unknown key '%s' in [%s]: %s" % (key, table, hint))
                 else:
-                    self.add("unknown key '%s' in [%s]%s" % (key, table, did_you_mean(key, schema, "'")))
+                    self.add("unknown key '%s' in [%s]%s" % (cv.escape(key), table, did_you_mean(key, schema, "'")))
                 continue
             nul = cv.find_nul(raw)
             if nul is not None:
@@ -273,7 +273,7 @@ class _Collector:
             try:
                 values[key] = convert(raw)
             except cv.SubkeyError as exc:
-                self.add("[%s] %s.%s = %s: %s" % (table, key, exc.subkey, _show(exc.value), exc))
+                self.add("[%s] %s.%s = %s: %s" % (table, key, cv.key_text(exc.subkey), _show(exc.value), exc))
             except ValueError as exc:
                 self.add("[%s] %s = %s: %s" % (table, key, _show(raw), exc))
         return values
@@ -294,7 +294,7 @@ def parse(text: str, path: str = "<string>", environ: Optional[Mapping[str, str]
             close = did_you_mean(key, ("pysuper", "programs"), "")
             hint = close.replace("mean ", "mean [").replace("?", "]?") if close else \
                 " (expected [pysuper] and [programs.NAME])"
-            errors.add("unknown table [%s]%s" % (key, hint))
+            errors.add("unknown table [%s]%s" % (cv.key_text(key), hint))
 
     raw_settings = data.get("pysuper", {})
     if not isinstance(raw_settings, dict):
@@ -348,7 +348,7 @@ def parse(text: str, path: str = "<string>", environ: Optional[Mapping[str, str]
 
 
 def _where(name: str) -> str:
-    return "programs.%s" % (name if PROGRAM_NAME.match(name) else '"%s"' % name)
+    return "programs.%s" % (name if PROGRAM_NAME.match(name) else '"%s"' % cv.escape(name))
 
 
 def _program_values(name, table, errors: _Collector) -> Optional[dict]:

@@ -44,8 +44,7 @@ def show(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") \
-            .replace("\0", "\\u0000")
+        return '"%s"' % escape(value)
     if isinstance(value, dict):
         return "{...}"
     if isinstance(value, int) and value.bit_length() > 100:
@@ -53,6 +52,27 @@ def show(value) -> str:
     if isinstance(value, list):
         return "[%s]" % ", ".join(show(item) for item in value)
     return repr(value)
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def escape(text: str) -> str:
+    """text as inside a TOML basic string: quotes, backslashes and unprintable characters escaped."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return "".join(_ESCAPES.get(c) or (c if c.isprintable() else "\\u%04x" % ord(c) if ord(c) < 0x10000
+                                       else "\\U%08x" % ord(c)) for c in text)
+
+
+def one_line(text: str) -> str:
+    """text with unprintable characters (newlines, NUL, ...) escaped: one message, one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def key_text(key: str) -> str:
+    """A table key for a message: as written when plain, else quoted and escaped."""
+    return key if key.isprintable() and key and " " not in key else '"%s"' % escape(key)
 
 
 def quoted(names) -> str:
@@ -172,7 +192,7 @@ def to_environment(value):
     env = {}
     for key, item in value.items():
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
-            raise ValueError("expected string values, got %s for %s" % (type_name(item), key))
+            raise ValueError("expected string values, got %s for %s" % (type_name(item), key_text(key)))
         if "=" in key or not key:
             raise ValueError("invalid variable name %s" % show(key))
         if isinstance(item, int) and item.bit_length() > 100:
@@ -230,7 +250,8 @@ def rlimit_names():
 
 def _limit_value(value):
     if isinstance(value, str) and value == UNLIMITED:
-        return UNLIMITED
+        import resource
+        return resource.RLIM_INFINITY
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("expected a whole number or \"unlimited\", got %s" % type_name(value))
     if not 0 <= value <= MAX_RLIMIT:
@@ -238,8 +259,22 @@ def _limit_value(value):
     return value
 
 
+def limit_above(limit, other) -> bool:
+    """Is rlimit value `limit` above `other` (RLIM_INFINITY being above every number)?"""
+    import resource
+    if limit == other or other == resource.RLIM_INFINITY:
+        return False
+    return limit == resource.RLIM_INFINITY or limit > other
+
+
+def limit_text(value) -> str:
+    import resource
+    return UNLIMITED if value == resource.RLIM_INFINITY else str(value)
+
+
 def to_limits(value):
-    """{ nofile = 1024, core = [0, "unlimited"] } -> {"nofile": (1024, 1024), "core": (0, "unlimited")}."""
+    """{ nofile = 1024, core = [0, "unlimited"] } -> {"nofile": (1024, 1024), "core": (0, RLIM_INFINITY)}:
+    values ready for resource.setrlimit."""
     if not isinstance(value, dict):
         raise ValueError("expected a table such as { nofile = 1024 }, got %s" % type_name(value))
     names = rlimit_names()
@@ -255,8 +290,8 @@ def to_limits(value):
                 soft, hard = _limit_value(item[0]), _limit_value(item[1])
             else:
                 soft = hard = _limit_value(item)
-            if hard != UNLIMITED and (soft == UNLIMITED or soft > hard):
-                raise ValueError("the soft limit %s is above the hard limit %s" % (soft, hard))
+            if limit_above(soft, hard):
+                raise ValueError("the soft limit %s is above the hard limit %s" % (item[0], item[1]))
         except ValueError as exc:
             raise SubkeyError(name, item, str(exc)) from None
         limits[name] = (soft, hard)
@@ -284,7 +319,7 @@ def to_env_files(value):
             unknown = [key for key in item if key not in ("path", "required")]
             if unknown:
                 raise ValueError("unknown key %s in the env_file table%s (expected path and required)"
-                                 % (unknown[0], did_you_mean(unknown[0], ("path", "required"), "")))
+                                 % (key_text(unknown[0]), did_you_mean(unknown[0], ("path", "required"), "")))
             if "path" not in item:
                 raise ValueError("the env_file table needs path = \"...\"")
             files.append((to_string(item["path"]), to_bool(item.get("required", True))))

@@ -106,7 +106,16 @@ def _state(row) -> str:
         return "STOPPED (by hand)"
     if row.get("removed"):
         return "%s (removed)" % state
-    return state
+    notes = []  # orchestration: what it waits for, readiness, health, its sd_notify STATUS=
+    if state == "WAITING" and row.get("waiting_for"):
+        notes.append("waiting for %s" % ", ".join(row["waiting_for"]))
+    if state == "STARTING" and row.get("ready") is False:
+        notes.append("not ready")
+    if row.get("health") == "failing":
+        notes.append("unhealthy")
+    if row.get("notify_status"):
+        notes.append(row["notify_status"])
+    return "%s (%s)" % (state, "; ".join(notes)) if notes else state
 
 
 def status_table(rows) -> str:

@@ -382,13 +382,6 @@ class Output:
     def ring(self, name: str) -> Ring:
         return self.rings.setdefault(name, Ring())
 
-    def follow(self, name: str, callback):
-        """callback(stream, block of whole lines) for what `name` writes from now on (not in raw
-        mode, where programs write to pysuper's own stdout/stderr); returns the unfollow function."""
-        followers = self.ring(name).followers
-        followers.append(callback)
-        return lambda: followers.remove(callback) if callback in followers else None
-
     def pipes(self, name: str):
         """(stdout fd, stderr fd, relays) for a new process of `name`; None: inherit ours (raw mode).
 

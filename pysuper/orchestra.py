@@ -33,7 +33,20 @@ class CheckTarget:
         self._supervisor.osproc.killpg(pid, signal.SIGKILL)
 
     def follow(self, callback):
-        return self._supervisor.output.follow(self._program.name, callback)
+        name = self._program.name
+        self._supervisor.follow(name, callback)
+        return lambda: self._supervisor.unfollow(name, callback)
+
+
+class _Failing:
+    """A ready check that cannot run: it fails on the next loop round, unless cancelled first."""
+
+    def __init__(self, loop, on_fail, why: str):
+        self.cancelled = False
+        loop.call_soon(lambda: None if self.cancelled else on_fail(why))
+
+    def cancel(self):
+        self.cancelled = True
 
 
 class Orchestra:
@@ -43,6 +56,7 @@ class Orchestra:
         self.watcher = None
         self._recheck_pending = False
         self._order_pending = False
+        self._notify_error = None
 
     # -- dependencies ------------------------------------------------------------------------------
     def conditions(self, program) -> List[Tuple[str, str, str]]:
@@ -158,14 +172,19 @@ class Orchestra:
     def environment(self, program_config) -> dict:
         """What a program's environment gets from orchestration: NOTIFY_SOCKET for notify checks."""
         ready = program_config.ready
-        if ready is not None and ready.kind == "notify":
-            return self._notifier().environment()
+        if ready is not None and ready.kind == "notify" and self._notifier() is not None:
+            return self.notifier.environment()
         return {}
 
     def _notifier(self):
-        if self.notifier is None:
+        """The sd_notify socket, made on first use; None (said once) when it cannot be made."""
+        if self.notifier is None and self._notify_error is None:
             from pysuper.notify import Notifier
-            self.notifier = Notifier(self.supervisor.loop, self.supervisor.log)
+            try:
+                self.notifier = Notifier(self.supervisor.loop, self.supervisor.log)
+            except OSError as exc:
+                self._notify_error = "cannot create the sd_notify socket: %s" % (exc.strerror or exc)
+                self.supervisor.log("error: %s" % self._notify_error)
         return self.notifier
 
     def check_ready(self, program, on_ready, on_fail):
@@ -173,6 +192,8 @@ class Orchestra:
         notifier = None
         if program.config.ready.kind == "notify":
             notifier = self._notifier()
+            if notifier is None:  # it can never be told READY=1: a failed start, with the reason
+                return _Failing(self.supervisor.loop, on_fail, self._notify_error)
             notifier.attach(program.name, lambda: program.pid)
         readiness = Readiness(CheckTarget(self.supervisor, program), program.config.ready, on_ready, on_fail,
                               notifier, program.name)

@@ -30,14 +30,21 @@ def _program_names(views, args, key="names", allow_all=True, default_all=False):
         raise RequestError("\"%s\" must be a list of program names" % key)
     if allow_all and "all" in names and "all" not in views:
         return list(views)
-    unknown = [name for name in names if name not in views]
+    unknown = [name for name in names if name not in views and not _replicas(views, name)]
     if unknown:
         raise RequestError(_unknown_message(views, unknown), "unknown_program")
     seen = []
     for name in names:
-        if name not in seen:
-            seen.append(name)
+        for each in [name] if name in views else _replicas(views, name):
+            if each not in seen:
+                seen.append(each)
     return seen
+
+
+def _replicas(views, base):
+    """The replicas NAME-0, NAME-1, ... of a program declared with `replicas`: "web" means them all."""
+    return [name for name, view in views.items()
+            if view.replica is not None and name == "%s-%d" % (base, view.replica)]
 
 
 def _unknown_message(views, unknown):

@@ -286,3 +286,61 @@ def test_run_an_unknown_name_is_a_usage_error(run_config):
     assert ps.wait() == 2
     assert ps.err.lines[-1].startswith("pysuper: no program named 'wbe' in ")
     assert ps.err.lines[-1].endswith("; did you mean 'web'?")
+
+
+def test_ctl_addresses_all_replicas_by_the_declared_name(pysuper):
+    ps = pysuper("""
+    [programs.web]
+    command = "sleep 600"
+    replicas = 3
+    start_seconds = 0.1
+    """)
+    for index in range(3):
+        ps.wait_state("web-%d" % index, "RUNNING")
+    rows = json.loads(ps.ctl("status", "--json", "web", check=0).stdout)
+    assert [row["name"] for row in rows] == ["web-0", "web-1", "web-2"]
+    assert ps.ctl("stop", "web-1", check=0).stdout == "web-1: stopped (SIGTERM)\n"
+    assert ps.status()["web-0"]["state"] == "RUNNING"
+    done = ps.ctl("stop", "web", check=0)
+    assert done.stdout.splitlines() == ["web-0: stopped (SIGTERM)", "web-1: was not running (STOPPED)",
+                                        "web-2: stopped (SIGTERM)"]
+    done = ps.ctl("start", "web", check=0)
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["web-0", "web-1", "web-2"]
+    assert ps.ctl("status", "wbe").returncode == 2
+
+
+def test_ctl_start_starts_dependencies_and_status_shows_what_it_waits_for(pysuper, tmp_path):
+    port = free_port()
+    go = str(tmp_path / "go")
+    ps = pysuper("""
+    [programs.keep]
+    command = "sleep 600"
+
+    [programs.db]
+    command = %s
+    ready = { tcp = %d, interval = 0.05 }
+    autostart = false
+
+    [programs.web]
+    command = "sleep 600"
+    depends_on = { db = "ready" }
+    autostart = false
+    start_seconds = 0.1
+    """ % (app("tcp", port, go), port))
+    starting = ps_ctl_async(ps, "start", "web")
+    ps.wait_state("web", "WAITING")
+    ps.stdout.wait_for(r"db +\| waiting for go")
+    table = ps.ctl("status", "web", "db").stdout
+    assert "WAITING (waiting for db (ready))" in table
+    assert "STARTING (not ready)" in table
+    with open(go, "w"):
+        pass
+    out, _ = starting.communicate(timeout=20)
+    assert starting.returncode == 0 and out.decode().startswith("web: started (pid ")
+    assert ps.status()["db"]["state"] == "RUNNING"
+
+
+def ps_ctl_async(ps, *args):
+    import subprocess
+    return subprocess.Popen([PYTHON, "-m", "pysuper", "ctl"] + list(args), cwd=str(ps.dir), env=ps.env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -1,6 +1,8 @@
 """Config keys for orchestration (depends_on, type, ready, health, replicas, watch, env_file) and least
 privilege (groups, umask, no_new_privileges, limits): values, defaults, expand=False, exact errors."""
 
+import resource
+
 import pytest
 
 from pysuper import config
@@ -125,7 +127,7 @@ def test_least_privilege_keys():
             'stack = ["unlimited", "unlimited"] }\n')
     assert (a.groups, a.umask, a.no_new_privileges) == (("audio", "44"), 0o27, True)
     assert a.limits == {"nofile": (1024, 1024), "nproc": (256, 512), "core": (0, 0),
-                        "stack": ("unlimited", "unlimited")}
+                        "stack": (resource.RLIM_INFINITY, resource.RLIM_INFINITY)}
     assert one('[programs.a]\ncommand = "x"\numask = "0o077"\n').umask == 0o77
     assert one('[programs.a]\ncommand = "x"\ngroups = []\n').groups == ()
 
@@ -253,6 +255,8 @@ BAD = [
       'or "unlimited"']),
     ('[programs.a]\ncommand = "x"\nlimits = { core = "infinity" }\n',
      ['app.toml: [programs.a] limits.core = "infinity": expected a whole number or "unlimited", got a string']),
+    ('[programs.a]\ncommand = "x"\nlimits = { core = ["unlimited", 5] }\n',
+     ['app.toml: [programs.a] limits.core = ["unlimited", 5]: the soft limit unlimited is above the hard limit 5']),
     ('[programs.a]\ncommand = "x"\nlimits = { core = [1] }\n',
      ["app.toml: [programs.a] limits.core = [1]: expected [soft, hard], got 1 values"]),
     ('[programs.a]\ncommand = "x"\numask = 27\n',
@@ -271,3 +275,67 @@ BAD = [
 @pytest.mark.parametrize("text,expected", BAD, ids=[str(i) for i in range(len(BAD))])
 def test_bad_keys(text, expected):
     assert errors(text) == expected
+
+
+def test_limits_above_pysupers_own_are_a_host_problem_without_root():
+    if config.os.geteuid() == 0:
+        pytest.skip("root may raise hard limits")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("no hard limit on open files here")
+    cfg = parse('[programs.a]\ncommand = "sh"\nlimits = { nofile = %d, core = 0 }\n' % (hard + 1), "app.toml", ENV)
+    assert config.host_problems(cfg) == [
+        "app.toml: [programs.a] limits.nofile: the hard limit %d is above pysuper's own (%d); raising it "
+        "needs root" % (hard + 1, hard)]
+
+
+RANGES = [
+    ('start_seconds = 1e10', "start_seconds = 10000000000.0: expected a number of seconds between 0 and 86400"),
+    ('stop_timeout = 2592000', "stop_timeout = 2592000: expected a number of seconds between 0 and 86400"),
+    ('stop_timeout = %s' % ("9" * 400), "stop_timeout = a 1329-bit integer: expected a number of seconds "
+                                        "between 0 and 86400"),
+    ('backoff_max = inf', "backoff_max = inf: expected a number of seconds between 0 and 86400"),
+    ('start_seconds = nan', "start_seconds = nan: expected a number of seconds, got nan"),
+    ('start_retries = 1001', "start_retries = 1001: expected a whole number between 0 and 1000"),
+    ('start_retries = %s' % ("9" * 400), "start_retries = a 1329-bit integer: expected a whole number between 0 "
+                                         "and 1000"),
+    ('exit_codes = [%s]' % ("9" * 400), "exit_codes = [a 1329-bit integer]: expected exit codes between 0 and "
+                                        "255, got a 1329-bit integer"),
+    ('user = "99999999999999999999999"', 'user = "99999999999999999999999": expected a name or an id between 0 '
+                                         'and 4294967294'),
+    ('user = 99999999999999999999999', "user = 99999999999999999999999: expected a name or an id between 0 and "
+                                       "4294967294"),
+    ('user = "root"\ngroup = -1', "group = -1: expected a name or an id between 0 and 4294967294"),
+    ('directory = "/tmp\\u0000x"', 'directory = "/tmp\\u0000x": holds a NUL byte, which cannot be passed to a '
+                                   'program'),
+    ('environment = { A = "x\\u0000" }', "environment.A: holds a NUL byte, which cannot be passed to a program"),
+    ('user = "a\\u0000"', 'user = "a\\u0000": holds a NUL byte, which cannot be passed to a program'),
+    ('environment = { A = %s }' % ("9" * 400), "environment = {...}: the number for A is too long; write it as a "
+                                               "string"),
+]
+
+
+@pytest.mark.parametrize("line,expected", RANGES, ids=[str(i) for i in range(len(RANGES))])
+def test_regression_numbers_and_nul_bytes_are_config_errors(line, expected):
+    assert errors('[programs.a]\ncommand = "x"\n%s\n' % line) == ["app.toml: [programs.a] " + expected]
+
+
+def test_regression_nul_byte_in_command():
+    assert errors('[programs.a]\ncommand = ["x", "a\\u0000b"]\n') == [
+        'app.toml: [programs.a] command = ["x", "a\\u0000b"]: holds a NUL byte, which cannot be passed to a '
+        'program']
+
+
+def test_regression_big_numeric_user_in_resolve_user():
+    program = config.ProgramConfig(name="a", command=("x",), user="99999999999999999999999")
+    with pytest.raises(ValueError) as info:
+        config.resolve_user(program)
+    assert str(info.value) == "expected an id between 0 and 4294967294, got 99999999999999999999999"
+
+
+def test_regression_deep_and_huge_toml():
+    assert errors("a = " + "[" * 100000 + "]" * 100000) == ["app.toml: invalid TOML: the TOML is nested too deeply"]
+    assert errors("a = " + "{b = " * 50000 + "1" + "}" * 50000) == [
+        "app.toml: invalid TOML: the TOML is nested too deeply"]
+    found = errors("a = " + "9" * 5000)
+    assert len(found) == 1 and found[0].startswith("app.toml: invalid TOML: a value cannot be read: Exceeds the limit")

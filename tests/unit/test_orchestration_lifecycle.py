@@ -240,3 +240,39 @@ def test_a_stop_during_an_unhealthy_restart_wins():
     host.group = False
     program.on_exit(143)
     assert program.state == STOPPED and len(host.spawns) == 1
+
+
+def test_regression_notify_without_a_socket_is_a_failed_start_not_a_crash(monkeypatch, tmp_path):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "missing"))
+    supervisor, fake_os, output, _ = replay('''
+[programs.db]
+command = ["db"]
+ready = { notify = true }
+start_retries = 1
+''', [])
+    assert output.matching("error: cannot create the sd_notify socket: No such file or directory")
+    assert output.matching("db: not ready within") == [] and supervisor.programs["db"].state == FATAL
+    assert output.matching("db: cannot create the sd_notify socket: No such file or directory; stopping it")
+
+
+def test_ctl_health_names_waiting_starting_and_failing_programs():
+    supervisor, _, _, _ = replay('''
+[programs.db]
+command = ["db"]
+start_seconds = 5
+[programs.web]
+command = ["web"]
+depends_on = { db = "ready" }
+start_seconds = 0
+[programs.api]
+command = ["api"]
+start_seconds = 0
+health = { tcp = 9, interval = 10 }
+''', [])
+    api = supervisor.programs["api"]
+    assert api.state == RUNNING and api.health_failing is False
+    api.health_failing, api.health_error = True, "tcp 127.0.0.1:9: connection refused"
+    healthy, problems = supervisor.health()
+    assert not healthy
+    assert problems == ["db is STARTING", "web is WAITING",
+                        "api is failing its health check: tcp 127.0.0.1:9: connection refused"]

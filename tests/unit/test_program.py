@@ -6,7 +6,6 @@ import pytest
 
 from pysuper.config import ProgramConfig
 from pysuper.osproc import SpawnError
-from pysuper.policy import backoff_delay
 from pysuper.program import (BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING, TRANSITIONS, WAITING,
                              Program)
 
