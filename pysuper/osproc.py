@@ -12,6 +12,10 @@ import subprocess
 import sys
 from typing import FrozenSet, List, NamedTuple, Optional, Tuple
 
+from pysuper.membership import (MARKER, cgroup_pids, descendants, marked, marker,  # noqa: F401  (the seam)
+                                 members, process_table, program_cgroup, read_stat, remove_cgroups)
+from pysuper.membership import join_cgroup_step
+
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 CAP_SYS_RESOURCE = 24
@@ -80,7 +84,7 @@ class SpawnError(OSError):
 
 
 def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=None, umask=None,
-          no_new_privileges=False, limits=None, keep_env=()) -> subprocess.Popen:
+          no_new_privileges=False, limits=None, keep_env=(), program=None) -> subprocess.Popen:
     """Start argv in its own session and process group, stdin from /dev/null.
 
     `user` is (uid, gid, name) or None: the child gets that uid, gid and the user's supplementary
@@ -89,10 +93,14 @@ def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=
     instead; `umask` an int; `no_new_privileges` sets PR_SET_NO_NEW_PRIVS before exec; `limits` is
     {"nofile": (soft, hard), ...} (RLIMIT_* names in lower case), set before the user is changed so
     that root can raise them. The child starts with an empty signal mask and every signal at its
-    default action, whatever pysuper inherited or ignores itself.
+    default action, whatever pysuper inherited or ignores itself. `program` (a name): the child
+    starts in that program's cgroup when pysuper can make one (see program_cgroup).
     """
     kwargs = {}
     steps = []
+    cgroup = program_cgroup(program) if program is not None else None
+    if cgroup is not None:
+        steps.append(join_cgroup_step(cgroup))
     switch = None  # (uid, gid, supplementary gids)
     if user is not None:
         uid, gid, name = user
@@ -109,9 +117,10 @@ def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=
         steps.append(setup)
     if limits:
         steps.append(_limits_step(limits))
-        if switch is not None:
-            steps.append(_switch_step(*switch))  # after the limits: a user may not raise them
-            switch = None
+    if steps and switch is not None:
+        # After the cgroup and the limits: a user may not join the cgroup or raise the limits.
+        steps.append(_switch_step(*switch))
+        switch = None
     if switch is not None:
         kwargs.update(user=switch[0], group=switch[1], extra_groups=switch[2])
     if no_new_privileges:
@@ -126,7 +135,7 @@ def launch_options(config) -> dict:
     """The spawn() keywords a ProgramConfig asks for beyond command, directory, environment and user."""
     return {"groups": config.groups, "umask": config.umask, "no_new_privileges": config.no_new_privileges,
             "limits": config.limits or None,
-            "keep_env": tuple(config.environment) + tuple(config.file_environment)}
+            "keep_env": tuple(config.environment) + tuple(config.file_environment), "program": config.name}
 
 
 def _group_ids(groups) -> List[int]:
@@ -390,99 +399,10 @@ def set_subreaper() -> bool:
     return prctl is not None and prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
-def process_table():
-    """{pid: (ppid, start_time, pgid, state)} of every process, from /proc."""
-    table = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return table
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        stat = _stat(int(entry))
-        if stat is not None:
-            table[int(entry)] = stat
-    return table
-
-
-def _stat(pid: int):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2:].split()
-    # After the name: state, ppid, pgrp ... starttime (fields 3, 4, 5 and 22 of stat).
-    return int(fields[1]), int(fields[19]), int(fields[2]), fields[0]
-
-
-def descendants(pid: int, table=None) -> List[Tuple[int, int]]:
-    """[(pid, start_time)] of every live descendant of pid (table: a process_table() to reuse)."""
-    if table is None:
-        table = process_table()
-    children = {}
-    for child, entry in table.items():
-        children.setdefault(entry[0], []).append(child)
-    found, todo = [], list(children.get(pid, ()))
-    while todo:
-        child = todo.pop()
-        found.append((child, table[child][1]))
-        todo.extend(children.get(child, ()))
-    return found
-
-
 def kill_snapshot(processes, sig: int, outside_group: Optional[int] = None):
     """Signal the processes of a descendants() snapshot that are still the same processes (with
     `outside_group`: only those no longer in that process group, which killpg reaches already)."""
     for pid, start_time in processes:
-        stat = _stat(pid)
+        stat = read_stat(pid)
         if stat is not None and stat[1] == start_time and stat[2] != outside_group:
             kill(pid, sig)
-
-
-# -- which processes belong to a program ---------------------------------------------------------------
-# Every program gets MARKER=<pysuper pid>:<program name> in its environment, and its descendants inherit
-# it. A process that leaves the program's process group (setsid, a double fork) is still found: as PID 1
-# or a subreaper, pysuper is its ancestor, and its /proc/PID/environ (the environment it was started
-# with) names the program. What escapes: a process that was started with an environment without the
-# marker (env -i, or a program that drops it before exec) once it is no longer a descendant of the
-# program's main process, and any process when pysuper is neither PID 1 nor a subreaper.
-MARKER = "PYSUPER_PROGRAM"
-
-
-def marker(name: str) -> str:
-    """The MARKER value of program `name` of this pysuper."""
-    return "%d:%s" % (os.getpid(), name)
-
-
-def marked(table) -> dict:
-    """{program name: [(pid, start_time)]} of pysuper's live descendants carrying our marker."""
-    found = {}
-    head = ("\0%s=%d:" % (MARKER, os.getpid())).encode()
-    for pid, start_time in descendants(os.getpid(), table):
-        if table[pid][3] == b"Z":
-            continue
-        try:
-            with open("/proc/%d/environ" % pid, "rb") as handle:
-                environ = b"\0" + handle.read()
-        except OSError:
-            continue
-        at = environ.find(head)
-        if at < 0:
-            continue
-        end = environ.find(b"\0", at + 1)
-        name = environ[at + len(head):end if end >= 0 else len(environ)]
-        found.setdefault(name.decode("utf-8", "surrogateescape"), []).append((pid, start_time))
-    return found
-
-
-def members(name: str, pid: Optional[int], table, marks) -> List[Tuple[int, int]]:
-    """[(pid, start_time)] of the live processes of program `name` other than its main process `pid`
-    (None once reaped): the main process's descendants, and those `marks` (see marked) gives it."""
-    found = dict(descendants(pid, table)) if pid is not None else {}
-    for member, start_time in marks.get(name, ()):
-        if member != pid:
-            found.setdefault(member, start_time)
-    return [(member, start_time) for member, start_time in found.items()
-            if member in table and table[member][3] != b"Z"]

@@ -443,6 +443,7 @@ class Supervisor:
         self.output.close_relays()
         for callback in self.on_exit:
             callback()
+        self.osproc.remove_cgroups()
         self.log("%s%s; exiting with code %d" % (self.exit_reason, detail, code))
         self.output.flush()
         self.loop.stop()

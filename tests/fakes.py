@@ -179,6 +179,9 @@ class FakeOS:
     def members(self, name, pid, table, marks):
         return []
 
+    def remove_cgroups(self):
+        pass
+
     def has_children(self):
         return bool(self.processes)
 

@@ -2,8 +2,11 @@
 (which ignores SIGTERM) leave the program's process group, and still none is left after `ctl stop`,
 `ctl restart`, or shutdown; processes a finished program left behind are stopped at shutdown."""
 
+import os
 import signal
 import time
+
+import pytest
 
 from conftest import run_cli, toml_list
 
@@ -133,3 +136,42 @@ def test_regression_processes_left_behind_by_a_finished_program_are_stopped_at_s
     assert ps.wait() in (0, 1), ps.err.text()
     ps.err.wait_for(r"stopping 2 processes left behind by programs")
     assert [pid for pid in pids if alive(pid)] == []
+
+
+# A double-forked setsid daemon that clears its environment (the marker with it) and execs sleep.
+CLEARED = r"""
+import os, sys, time
+if os.fork() == 0:
+    if os.fork() == 0:
+        os.setsid()
+        with open(sys.argv[1], 'a') as f:
+            f.write('%d\n' % os.getpid())
+        os.execve('/bin/sleep', ['sleep', '600'], {})
+    os._exit(0)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+print('ready', flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
+def test_with_a_cgroup_even_a_process_that_clears_its_environment_is_stopped(run_config, tmp_path):
+    from pysuper import membership
+    if membership.cgroup_base() is None:
+        pytest.skip("no writable cgroup v2 here: the environment marker is all pysuper has")
+    import sys
+    pids_file = tmp_path / "pids"
+    ps = run_config('[programs.clean]\ncommand = %s\nstop_timeout = 1\n'
+                    % toml_list([sys.executable, "-c", CLEARED, str(pids_file)]))
+    ps.out.wait_for(r"clean +\| ready")
+    pids = noted(pids_file, 1)
+    assert len(pids) == 1 and alive(pids[0])
+    with open("/proc/%d/cgroup" % pids[0]) as handle:
+        assert "/pysuper-%d.clean" % ps.pid in handle.read()
+    result = ctl(_socket_from(ps), "stop", "clean")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not alive(pids[0])
+    ps.signal(signal.SIGTERM)
+    assert ps.wait() == 0
+    assert not any(name.startswith("pysuper-%d." % ps.pid) for name in os.listdir(membership.cgroup_base()))
