@@ -353,7 +353,8 @@ ESCAPER = ("import os, signal, sys, time\n"
            "while True: time.sleep(60)\n")
 
 
-def _alive(pid):
+def alive(pid):
+    """True while pid runs (a zombie has ended)."""
     try:
         with open("/proc/%d/stat" % pid) as handle:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
@@ -376,7 +377,7 @@ def case_escape(target, quick):
             run.sampler.sample()
             pids = [int(x) for x in open(pids_file).read().split()] if os.path.exists(pids_file) else []
         survived = run.stop()
-        left = [pid for pid in pids if _alive(pid)]
+        left = [pid for pid in pids if alive(pid)]
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         return {"faults injected": "%d escaped processes (setsid, double fork; half ignore SIGTERM)" % len(pids),
@@ -480,16 +481,32 @@ def case_fds(target, quick):
             run.sampler.sample()
             time.sleep(0.1)
         alive = run.proc.poll() is None
+        leaked = _leaked_pipe_ends(run.proc.pid, run.errors().count("started with pid")) if alive else None
         latency = None
         if alive and target.name == "pysuper":
             latency = _ctl_latency(target, run, 3)
         survived = run.stop() and alive
-        return {"faults injected": "EMFILE (RLIMIT_NOFILE 64, 40 programs)",
+        leak = "" if target.name != "pysuper" or leaked is None else "; pipe ends leaked: %d" % leaked
+        return {"faults injected": "EMFILE (RLIMIT_NOFILE 64, 40 programs)" + leak,
                 "survived": "yes" if survived else "no: " + _first_error(run.errors()),
                 "zombies left": run.zombies, "peak RSS (MB)": run.sampler.rss, "CPU %": run.sampler.cpu_percent(),
                 "ctl status latency (ms)": latency}
     finally:
         run.cleanup()
+
+
+def _leaked_pipe_ends(pid, running):
+    """pysuper's pipe descriptors beyond its loop's wakeup pipe and two per running program (its own
+    stdout and stderr, reopened, do not count)."""
+    pipes = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            pipes[int(fd)] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+    shared = {pipes.get(1), pipes.get(2)}
+    ours = [link for link in pipes.values() if link.startswith("pipe:") and link not in shared]
+    return len(ours) - 2 - 2 * running
 
 
 def _first_error(text):

@@ -4,11 +4,15 @@
 
 import os
 import signal
+import sys
 import time
 
 import pytest
 
-from conftest import run_cli, toml_list
+from conftest import ROOT, run_cli, toml_list
+
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from stress import alive  # noqa: E402  (True while a pid runs; a zombie has ended)
 
 # Starts a setsid child (its parent stays alive) and a double-forked setsid grandchild that ignores
 # SIGTERM (re-parented to pysuper), writes their pids (as seen from outside any PID namespace: the
@@ -52,17 +56,7 @@ while True:
 
 
 def escaper(pids_file, *extra):
-    import sys
     return toml_list([sys.executable, "-c", ESCAPER, str(pids_file)] + list(extra))
-
-
-def alive(pid):
-    """True while pid runs (a zombie has ended)."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def noted(pids_file, count=2, timeout=20.0):
@@ -160,7 +154,6 @@ def test_with_a_cgroup_even_a_process_that_clears_its_environment_is_stopped(run
     from pysuper import membership
     if membership.cgroup_base() is None:
         pytest.skip("no writable cgroup v2 here: the environment marker is all pysuper has")
-    import sys
     pids_file = tmp_path / "pids"
     ps = run_config('[programs.clean]\ncommand = %s\nstop_timeout = 1\n'
                     % toml_list([sys.executable, "-c", CLEARED, str(pids_file)]))
