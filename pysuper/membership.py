@@ -80,8 +80,25 @@ def _find_cgroup_base():
         if dash > 0 and fields[dash + 1] == "cgroup2" and fields[3] == "/":
             base = os.path.join(fields[4], path.lstrip("/"))
             if os.access(base, os.W_OK) and os.path.exists(os.path.join(base, "cgroup.procs")):
+                _remove_stale(base)
                 return base
     return None
+
+
+def _remove_stale(base):
+    """Remove the empty cgroups a pysuper that is gone (killed, so it could not) left in base."""
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return
+    for entry in entries:
+        owner = entry[len(PYSUPER_CGROUP_PREFIX) + 1:].split(".", 1)[0]
+        if entry.startswith(PYSUPER_CGROUP_PREFIX + "-") and owner.isdigit() and not os.path.exists(
+                "/proc/%s" % owner):
+            try:
+                os.rmdir(os.path.join(base, entry))
+            except OSError:
+                continue  # still has processes, or is not ours to remove
 
 
 def program_cgroup(name: str) -> Optional[str]:

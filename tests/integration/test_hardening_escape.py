@@ -154,6 +154,9 @@ def test_with_a_cgroup_even_a_process_that_clears_its_environment_is_stopped(run
     from pysuper import membership
     if membership.cgroup_base() is None:
         pytest.skip("no writable cgroup v2 here: the environment marker is all pysuper has")
+    dead = next(pid for pid in range(4000000, 4100000) if not os.path.exists("/proc/%d" % pid))
+    stale = os.path.join(membership.cgroup_base(), "pysuper-%d.gone" % dead)
+    os.mkdir(stale)  # left by a pysuper that was killed: removed by the next one
     pids_file = tmp_path / "pids"
     ps = run_config('[programs.clean]\ncommand = %s\nstop_timeout = 1\n'
                     % toml_list([sys.executable, "-c", CLEARED, str(pids_file)]))
@@ -162,6 +165,7 @@ def test_with_a_cgroup_even_a_process_that_clears_its_environment_is_stopped(run
     assert len(pids) == 1 and alive(pids[0])
     with open("/proc/%d/cgroup" % pids[0]) as handle:
         assert "/pysuper-%d.clean" % ps.pid in handle.read()
+    assert not os.path.exists(stale)
     result = ctl(_socket_from(ps), "stop", "clean")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not alive(pids[0])
