@@ -2,6 +2,7 @@
 and a cgroup v2 per program where pysuper can make one. It reads and never signals (osproc does)."""
 
 import os
+from contextlib import contextmanager
 from typing import List, Optional, Tuple
 
 
@@ -50,7 +51,8 @@ def descendants(pid: int, table=None) -> List[Tuple[int, int]]:
 
 # -- a cgroup per program ---------------------------------------------------------------------------------
 # Where cgroup v2 is mounted and pysuper may create cgroups below its own (root in a container with its
-# own cgroup namespace, or a delegated subtree), each program's processes start in a cgroup of their own,
+# own cgroup namespace, or a delegated subtree), each program's processes start in a cgroup of their own
+# (pysuper steps into it for the moment of the spawn, see cgroup_of_children),
 # PYSUPER_CGROUP_PREFIX-<pysuper pid>.<name>, which no descendant can leave without privileges. Otherwise
 # (cgroup v1 only, read-only, not permitted) the marker below is all there is.
 PYSUPER_CGROUP_PREFIX = "pysuper"
@@ -118,17 +120,29 @@ def program_cgroup(name: str) -> Optional[str]:
     return _CGROUPS[name]
 
 
-def join_cgroup_step(path):
-    """A child step (after fork, before exec) that moves the child into the cgroup at path."""
-    procs = os.path.join(path, "cgroup.procs")
+@contextmanager
+def cgroup_of_children(path: Optional[str]):
+    """While inside, pysuper is in the cgroup at path (when not None), so a child it starts (fork or
+    vfork) is born there: no race with a program that forks at once, and no work in the child. pysuper
+    goes back to its own cgroup after; if it cannot, cgroups are not used any more."""
+    if path is None or not _move_self(path):
+        yield
+        return
+    try:
+        yield
+    finally:
+        if not _move_self(_CGROUP_BASE[0]):
+            _CGROUP_BASE[0] = None
+            _CGROUPS.clear()
 
-    def join_cgroup():
-        try:
-            with open(procs, "w") as handle:
-                handle.write("0\n")
-        except OSError:
-            pass  # the marker still finds the program's processes
-    return join_cgroup
+
+def _move_self(path) -> bool:
+    try:
+        with open(os.path.join(path, "cgroup.procs"), "w") as handle:
+            handle.write("0\n")
+        return True
+    except OSError:
+        return False
 
 
 def cgroup_pids(name: str) -> List[int]:
@@ -137,7 +151,7 @@ def cgroup_pids(name: str) -> List[int]:
         return []
     try:
         with open(os.path.join(path, "cgroup.procs")) as handle:
-            return [int(pid) for pid in handle.read().split()]
+            return [int(pid) for pid in handle.read().split() if int(pid) != os.getpid()]
     except (OSError, ValueError):
         return []
 

@@ -12,9 +12,9 @@ import subprocess
 import sys
 from typing import FrozenSet, List, NamedTuple, Optional, Tuple
 
-from pysuper.membership import (MARKER, cgroup_pids, descendants, marked, marker,  # noqa: F401  (the seam)
-                                 members, process_table, program_cgroup, read_stat, remove_cgroups)
-from pysuper.membership import join_cgroup_step
+from pysuper.membership import (MARKER, cgroup_of_children, cgroup_pids, descendants,  # noqa: F401  (the seam)
+                                 marked, marker, members, process_table, program_cgroup, read_stat,
+                                 remove_cgroups)
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -98,9 +98,6 @@ def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=
     """
     kwargs = {}
     steps = []
-    cgroup = program_cgroup(program) if program is not None else None
-    if cgroup is not None:
-        steps.append(join_cgroup_step(cgroup))
     switch = None  # (uid, gid, supplementary gids)
     if user is not None:
         uid, gid, name = user
@@ -118,7 +115,7 @@ def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=
     if limits:
         steps.append(_limits_step(limits))
     if steps and switch is not None:
-        # After the cgroup and the limits: a user may not join the cgroup or raise the limits.
+        # After the limits: a user may not raise them.
         steps.append(_switch_step(*switch))
         switch = None
     if switch is not None:
@@ -127,8 +124,10 @@ def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=
         steps.append(_no_new_privs_step())
     if steps:
         kwargs["preexec_fn"] = steps[0] if len(steps) == 1 else lambda: [step() for step in steps]
-    return _popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
-                  start_new_session=True, restore_signals=True, close_fds=True, **kwargs)
+    cgroup = program_cgroup(program) if program is not None else None
+    with cgroup_of_children(cgroup):
+        return _popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
+                      start_new_session=True, restore_signals=True, close_fds=True, **kwargs)
 
 
 def launch_options(config) -> dict:
