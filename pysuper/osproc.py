@@ -12,6 +12,10 @@ import subprocess
 import sys
 from typing import FrozenSet, List, NamedTuple, Optional, Tuple
 
+from pysuper.membership import (MARKER, cgroup_of_children, cgroup_pids, descendants,  # noqa: F401  (the seam)
+                                 marked, marker, members, process_table, program_cgroup, read_stat,
+                                 remove_cgroups)
+
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 CAP_SYS_RESOURCE = 24
@@ -80,7 +84,7 @@ class SpawnError(OSError):
 
 
 def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=None, umask=None,
-          no_new_privileges=False, limits=None, keep_env=()) -> subprocess.Popen:
+          no_new_privileges=False, limits=None, keep_env=(), program=None) -> subprocess.Popen:
     """Start argv in its own session and process group, stdin from /dev/null.
 
     `user` is (uid, gid, name) or None: the child gets that uid, gid and the user's supplementary
@@ -89,7 +93,8 @@ def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=
     instead; `umask` an int; `no_new_privileges` sets PR_SET_NO_NEW_PRIVS before exec; `limits` is
     {"nofile": (soft, hard), ...} (RLIMIT_* names in lower case), set before the user is changed so
     that root can raise them. The child starts with an empty signal mask and every signal at its
-    default action, whatever pysuper inherited or ignores itself.
+    default action, whatever pysuper inherited or ignores itself. `program` (a name): the child
+    starts in that program's cgroup when pysuper can make one (see program_cgroup).
     """
     kwargs = {}
     steps = []
@@ -109,24 +114,27 @@ def spawn(argv, cwd=None, env=None, user=None, stdout=None, stderr=None, groups=
         steps.append(setup)
     if limits:
         steps.append(_limits_step(limits))
-        if switch is not None:
-            steps.append(_switch_step(*switch))  # after the limits: a user may not raise them
-            switch = None
+    if steps and switch is not None:
+        # After the limits: a user may not raise them.
+        steps.append(_switch_step(*switch))
+        switch = None
     if switch is not None:
         kwargs.update(user=switch[0], group=switch[1], extra_groups=switch[2])
     if no_new_privileges:
         steps.append(_no_new_privs_step())
     if steps:
         kwargs["preexec_fn"] = steps[0] if len(steps) == 1 else lambda: [step() for step in steps]
-    return _popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
-                  start_new_session=True, restore_signals=True, close_fds=True, **kwargs)
+    cgroup = program_cgroup(program) if program is not None else None
+    with cgroup_of_children(cgroup):
+        return _popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
+                      start_new_session=True, restore_signals=True, close_fds=True, **kwargs)
 
 
 def launch_options(config) -> dict:
     """The spawn() keywords a ProgramConfig asks for beyond command, directory, environment and user."""
     return {"groups": config.groups, "umask": config.umask, "no_new_privileges": config.no_new_privileges,
             "limits": config.limits or None,
-            "keep_env": tuple(config.environment) + tuple(config.file_environment)}
+            "keep_env": tuple(config.environment) + tuple(config.file_environment), "program": config.name}
 
 
 def _group_ids(groups) -> List[int]:
@@ -390,52 +398,10 @@ def set_subreaper() -> bool:
     return prctl is not None and prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
-def process_table():
-    """{pid: (ppid, start_time)} of every process, from /proc."""
-    table = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return table
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        stat = _stat(int(entry))
-        if stat is not None:
-            table[int(entry)] = stat
-    return table
-
-
-def _stat(pid: int):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2:].split()
-    # fields[0] is the state; ppid is field 4 of stat, starttime field 22.
-    return int(fields[1]), int(fields[19])
-
-
-def descendants(pid: int, table=None) -> List[Tuple[int, int]]:
-    """[(pid, start_time)] of every live descendant of pid (table: a process_table() to reuse)."""
-    if table is None:
-        table = process_table()
-    children = {}
-    for child, (parent, _) in table.items():
-        children.setdefault(parent, []).append(child)
-    found, todo = [], list(children.get(pid, ()))
-    while todo:
-        child = todo.pop()
-        found.append((child, table[child][1]))
-        todo.extend(children.get(child, ()))
-    return found
-
-
-def kill_snapshot(processes, sig: int):
-    """Signal the processes of a descendants() snapshot that are still the same processes."""
+def kill_snapshot(processes, sig: int, outside_group: Optional[int] = None):
+    """Signal the processes of a descendants() snapshot that are still the same processes (with
+    `outside_group`: only those no longer in that process group, which killpg reaches already)."""
     for pid, start_time in processes:
-        stat = _stat(pid)
-        if stat is not None and stat[1] == start_time:
+        stat = read_stat(pid)
+        if stat is not None and stat[1] == start_time and stat[2] != outside_group:
             kill(pid, sig)
-

@@ -176,6 +176,7 @@ class Program:
         self.host.log("%s: stopping with %s (SIGKILL after %g s)"
                       % (self.name, signal_name(self.config.stop_signal), round(grace, 2)))
         self.host.signal(self, self.config.stop_signal)
+        self.host.signal_members(self, self._snapshot, self.config.stop_signal)
         self._arm_kill(grace)
 
     def kill_now(self):
@@ -358,7 +359,8 @@ class Program:
             self._spawn()
 
     def group_check(self):
-        """While STOPPING with the leader gone: STOPPED once no process of the group is left."""
+        """While STOPPING with the leader gone: STOPPED once no process of the program is left (in
+        its process group or not)."""
         if self.state != STOPPING or self.pid is not None:
             return
         if self.pgid is not None and self.host.group_alive(self):

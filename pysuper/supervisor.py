@@ -38,6 +38,8 @@ FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWI
 IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
     "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGTRAP",
     "SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(signal, name)) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+MEMBER_RECHECK = 0.05  # seconds until a stopping program's escaped members are looked for again; doubling
+MEMBER_RECHECK_MAX = 1.0
 STRAY_GRACE = 1.0  # seconds strays get after SIGTERM when the budget is already spent (PID 1 only)
 
 
@@ -104,6 +106,8 @@ class Supervisor:
         self._waiters: List[tuple] = []
         self._settling: Dict[str, bool] = {}  # name -> was active, while a reload replaces it
         self._table = None  # see _process_table
+        self._marked = None  # see _marks
+        self._rechecks: Dict[str, tuple] = {}  # name -> (delay, timer) while escaped members are awaited
         self.reloader = None  # a pysuper.reload.Reloader, set by cli.run: SIGHUP and `ctl reload` use it
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
         self.only: Optional[FrozenSet[str]] = None  # `pysuper run NAME...`: what it starts (graph.select)
@@ -116,6 +120,7 @@ class Supervisor:
     def _add(self, program_config: ProgramConfig) -> Program:
         env = program_environment(program_config)
         env.update(self.orchestra.environment(program_config))
+        env[_osproc.MARKER] = _osproc.marker(program_config.name)  # how its escaped processes are found
         self._spawn_args[program_config.name] = (env, resolve_user(program_config))
         program = Program(program_config, self)
         self.programs[program_config.name] = program
@@ -210,14 +215,18 @@ class Supervisor:
         return program.pgid is not None and self.osproc.killpg(program.pgid, signum)
 
     def snapshot(self, program: Program):
-        return self.osproc.descendants(program.pid, self._process_table()) if program.pid is not None else ()
+        """The processes of the program besides its main one, in its process group or not."""
+        return self.osproc.members(program.name, program.pid, self._process_table(), self._marks())
+
+    def signal_members(self, program: Program, snapshot, signum: int):
+        """signum to the processes of a snapshot that left the program's process group (setsid, double
+        forks); signal() has reached the others."""
+        self.osproc.kill_snapshot(snapshot, signum, outside_group=program.pgid)
 
     def kill(self, program: Program, snapshot):
         if program.pgid is not None:
             self.osproc.killpg(program.pgid, signal.SIGKILL)
-        if program.pid is not None:
-            snapshot = list(snapshot) + self.osproc.descendants(program.pid, self._process_table())
-        self.osproc.kill_snapshot(snapshot, signal.SIGKILL)
+        self.osproc.kill_snapshot(list(snapshot) + list(self.snapshot(program)), signal.SIGKILL)
 
     def _process_table(self):
         """One scan of /proc per loop round, shared by every program stopped or killed in it."""
@@ -226,11 +235,35 @@ class Supervisor:
             self.loop.call_soon(self._forget_table)
         return self._table
 
+    def _marks(self):
+        """The program markers of our descendants (see osproc.marked), once per loop round."""
+        if self._marked is None:
+            self._marked = self.osproc.marked(self._process_table())
+        return self._marked
+
     def _forget_table(self):
         self._table = None
+        self._marked = None
 
     def group_alive(self, program: Program) -> bool:
-        return program.pgid is not None and self.osproc.group_alive(program.pgid)
+        """Whether any process of the program is left: its process group, or a member that left it.
+        Members that are not our children end unseen: they are looked for again a little later."""
+        if program.pgid is not None and self.osproc.group_alive(program.pgid):
+            return True
+        if not self.snapshot(program):
+            return False
+        delay = self._rechecks.get(program.name)
+        if delay is None or delay[1] is None:
+            delay = MEMBER_RECHECK if delay is None else min(MEMBER_RECHECK_MAX, delay[0] * 2)
+            self._rechecks[program.name] = (delay, self.loop.call_later(delay, self._recheck, program))
+        return True
+
+    def _recheck(self, program: Program):
+        delay = self._rechecks[program.name][0]
+        self._rechecks[program.name] = (delay, None)
+        program.group_check()
+        if self._rechecks.get(program.name, (0, None))[1] is None:
+            self._rechecks.pop(program.name, None)  # done: no process of it is left
 
     def changed(self, program: Program, old: str, new: str, event: str):
         if (program.config.critical and new in (EXITED, FATAL) and not self.shutting_down):
@@ -324,7 +357,9 @@ class Supervisor:
 
     def _critical_ended(self, program: Program):
         code = program.last_exit if program.last_exit is not None else 1
-        if program.state == FATAL:
+        if program.state == FATAL and program.last_exit is None:  # it never ran: a dependency failed
+            what = "is FATAL (%s)" % (program.spawn_error or "it never ran")
+        elif program.state == FATAL:
             what = "is FATAL (last run %s)" % describe_exit(code)
         else:
             what = describe_exit(code)
@@ -361,23 +396,40 @@ class Supervisor:
         self._begin_finish()
 
     def _begin_finish(self):
-        """Every program is down. As PID 1, ask strays to leave too; then exit."""
+        """Every program is down. Ask strays to leave too (as PID 1 every process, otherwise the
+        processes our programs left behind); then exit."""
         self._finishing = True
+        remaining = max(STRAY_GRACE, (self._deadline or self.now()) - self.now())
         if self.pid1 and self.osproc.has_children():
-            remaining = max(STRAY_GRACE, (self._deadline or self.now()) - self.now())
             self.osproc.kill_all(signal.SIGTERM)
+            self.loop.call_later(remaining, self._strays_kill)
+            self._strays_check()
+            return
+        strays = [] if self.pid1 else self._strays()
+        if strays:
+            self.log("stopping %d process%s left behind by programs" % (len(strays), "" if len(strays) == 1
+                                                                          else "es"))
+            self.osproc.kill_snapshot(strays, signal.SIGTERM)
             self.loop.call_later(remaining, self._strays_kill)
             self._strays_check()
             return
         self._finish()
 
+    def _strays(self):
+        """Not PID 1: the live processes that carry the marker of one of our programs."""
+        return [process for processes in self.osproc.marked(self.osproc.process_table()).values()
+                for process in processes]
+
     def _strays_check(self):
-        if not self.osproc.has_children():
+        if not (self.osproc.has_children() if self.pid1 else self._strays()):
             self._finish()
 
     def _strays_kill(self):
         if self.exit_code is None:
-            self.osproc.kill_all(signal.SIGKILL)
+            if self.pid1:
+                self.osproc.kill_all(signal.SIGKILL)
+            else:
+                self.osproc.kill_snapshot(self._strays(), signal.SIGKILL)
             self.loop.call_later(STRAY_GRACE, self._finish)
 
     def _finish(self):
@@ -396,6 +448,7 @@ class Supervisor:
         self.output.close_relays()
         for callback in self.on_exit:
             callback()
+        self.osproc.remove_cgroups()
         self.log("%s%s; exiting with code %d" % (self.exit_reason, detail, code))
         self.output.flush()
         self.loop.stop()

@@ -170,7 +170,16 @@ class FakeOS:
     def descendants(self, pid, table=None):
         return []
 
-    def kill_snapshot(self, processes, signum):
+    def kill_snapshot(self, processes, signum, outside_group=None):
+        pass
+
+    def marked(self, table):
+        return {}
+
+    def members(self, name, pid, table, marks):
+        return []
+
+    def remove_cgroups(self):
         pass
 
     def has_children(self):

@@ -60,6 +60,9 @@ class FakeHost:
     def snapshot(self, program):
         return ()
 
+    def signal_members(self, program, snapshot, signum):
+        pass
+
     def kill(self, program, snapshot):
         self.kills += 1
 
