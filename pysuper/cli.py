@@ -106,8 +106,9 @@ def main(argv=None) -> int:
             command = rest.pop(0)
         if command == "check" and rest and path is None and not rest[0].startswith("-"):
             path = rest.pop(0)  # pysuper check FILE, like pysuper check -c FILE
-        if rest and (command == "check" or rest[0].startswith("-")):
-            raise UsageError("unexpected argument %r (see pysuper --help)" % rest[0])
+        flags = [word for word in rest if word.startswith("-")]  # no program name starts with "-"
+        if rest and (command == "check" or flags):
+            raise UsageError("unexpected argument %r (see pysuper --help)" % (flags or rest)[0])
         if rest and not explicit and _ctl_verb(rest[0]) and not _names_a_program(path, rest[0]):
             import shlex
             words = (["-c", path] if path else []) + rest

@@ -102,3 +102,11 @@ def test_an_unknown_replica_says_which_replicas_there_are(run_config):
     assert ps.last_line() == "pysuper: no program named 'web-3' in %s; web has 3 replicas: web-0 to web-2" \
         % ps.proc.args[-2]
     assert len(ps.err.lines) == 1
+
+
+def test_an_option_after_the_names_is_a_usage_error(tmp_path):
+    config = tmp_path / "app.toml"
+    config.write_text('[programs.web]\ncommand = "echo web"\n')
+    done = run_cli(["-c", str(config), "run", "web", "--verbose"], cwd=str(tmp_path))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "pysuper: unexpected argument '--verbose' (see pysuper --help)\n"
