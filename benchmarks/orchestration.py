@@ -253,7 +253,8 @@ def scenario_replicas(ctx):
     reps = 1 if ctx.quick else 3
     replicas, declared, counts = [], [], []
     for _ in range(reps):
-        took, count = _launch_to_running(ctx, "replicas", lambda argv: "[programs.web]\ncommand = %s\nreplicas = 100\n" % argv)
+        took, count = _launch_to_running(
+            ctx, "replicas", lambda argv: "[programs.web]\ncommand = %s\nreplicas = 100\n" % argv)
         replicas.append(took)
         counts.append(count)
         took, _ = _launch_to_running(ctx, "declared", lambda argv: "".join(
