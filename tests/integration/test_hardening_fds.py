@@ -45,7 +45,7 @@ def wait_until(predicate, timeout=20.0, what="condition"):
 
 def test_regression_fd_exhaustion_leaks_nothing_and_the_control_socket_recovers(tmp_path):
     path = tmp_path / "pysuper.toml"
-    path.write_text("".join('[programs.p%02d]\ncommand = ["sleep", "600"]\nstart_retries = 1\n' % i
+    path.write_text("".join('[programs.p%02d]\ncommand = ["sleep", "600"]\nstart_retries = 1\nstart_seconds = 0\n' % i
                             for i in range(PROGRAMS)))
     env = pysuper_env()
     proc = subprocess.Popen(LAUNCHER + PYSUPER + ["-c", str(path)], env=env, stdin=subprocess.DEVNULL,
