@@ -264,7 +264,11 @@ class _Collector:
                 else:
                     self.add("unknown key '%s' in [%s]%s" % (cv.escape(key), table, did_you_mean(key, schema, "'")))
                 continue
-            nul = cv.find_nul(raw)
+            try:
+                nul = cv.find_nul(raw)
+            except RecursionError:
+                self.add("[%s] %s: nested too deeply" % (table, key))
+                continue
             if nul is not None:
                 shown = "" if key == "environment" else " = %s" % _show(raw)  # values may be secrets
                 self.add("[%s] %s%s%s: holds a NUL byte, which cannot be passed to a program"
@@ -284,7 +288,8 @@ def parse(text: str, path: str = "<string>", environ: Optional[Mapping[str, str]
     """Parse and validate TOML text; raise ConfigError listing every problem.
 
     expand=False expands no ${VAR} from the environment (values keep their ${VAR} and $$ text) and
-    reads no env_file; ${PYSUPER_REPLICA} is still expanded in the instances."""
+    reads no env_file nor checks that watchfiles is installed; ${PYSUPER_REPLICA} is still expanded in
+    the instances."""
     if environ is None:
         environ = os.environ
     data = _load_toml(text, path)
@@ -316,7 +321,7 @@ def parse(text: str, path: str = "<string>", environ: Optional[Mapping[str, str]
             values = _program_values(name, table, errors)
             if values is not None:
                 declared[name] = values
-    _check_relations(declared, raw_programs if isinstance(raw_programs, dict) else {}, errors)
+    _check_relations(declared, raw_programs if isinstance(raw_programs, dict) else {}, errors, expand)
 
     base_dir = os.path.dirname(os.path.abspath(path)) if not path.startswith("<") else os.getcwd()
     file_cache: Dict[str, dict] = {}
@@ -387,7 +392,7 @@ def _program_values(name, table, errors: _Collector) -> Optional[dict]:
     return values
 
 
-def _check_relations(declared: Dict[str, dict], raw_programs: dict, errors: _Collector):
+def _check_relations(declared: Dict[str, dict], raw_programs: dict, errors: _Collector, expand: bool):
     """depends_on names, autostart order and cycles; replica names; the watchfiles package."""
     from pysuper import graph
     names = list(raw_programs)
@@ -413,7 +418,7 @@ def _check_relations(declared: Dict[str, dict], raw_programs: dict, errors: _Col
                            % (_where(name), values["replicas"], name, index, _where("%s-%d" % (name, index))))
                 break
     watching = [name for name, values in declared.items() if values.get("watch")]
-    if watching:
+    if watching and expand:  # expand=False (export) runs nothing, so it needs no watcher
         import importlib.util
         if importlib.util.find_spec("watchfiles") is None:
             errors.add("[%s] watch: needs the watchfiles package, which is not installed: "

@@ -44,13 +44,16 @@ def show(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
+        if len(value) > 200:
+            return '"%s..." (%d characters)' % (escape(value[:60]), len(value))
         return '"%s"' % escape(value)
     if isinstance(value, dict):
         return "{...}"
     if isinstance(value, int) and value.bit_length() > 100:
         return "a %d-bit integer" % value.bit_length()
     if isinstance(value, list):
-        return "[%s]" % ", ".join(show(item) for item in value)
+        shown = "[%s]" % ", ".join(show(item) for item in value[:20])
+        return shown if len(value) <= 20 and len(shown) <= 400 else "[...] (%d items)" % len(value)
     return repr(value)
 
 
@@ -250,8 +253,7 @@ def rlimit_names():
 
 def _limit_value(value):
     if isinstance(value, str) and value == UNLIMITED:
-        import resource
-        return resource.RLIM_INFINITY
+        return UNLIMITED
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("expected a whole number or \"unlimited\", got %s" % type_name(value))
     if not 0 <= value <= MAX_RLIMIT:
@@ -259,22 +261,25 @@ def _limit_value(value):
     return value
 
 
-def limit_above(limit, other) -> bool:
-    """Is rlimit value `limit` above `other` (RLIM_INFINITY being above every number)?"""
+def _infinite(value) -> bool:
     import resource
-    if limit == other or other == resource.RLIM_INFINITY:
+    return value == UNLIMITED or value == resource.RLIM_INFINITY
+
+
+def limit_above(limit, other) -> bool:
+    """Is rlimit value `limit` above `other`? ("unlimited" or RLIM_INFINITY is above every number.)"""
+    if _infinite(other):
         return False
-    return limit == resource.RLIM_INFINITY or limit > other
+    return _infinite(limit) or limit > other
 
 
 def limit_text(value) -> str:
-    import resource
-    return UNLIMITED if value == resource.RLIM_INFINITY else str(value)
+    return UNLIMITED if _infinite(value) else str(value)
 
 
 def to_limits(value):
-    """{ nofile = 1024, core = [0, "unlimited"] } -> {"nofile": (1024, 1024), "core": (0, RLIM_INFINITY)}:
-    values ready for resource.setrlimit."""
+    """{ nofile = 1024, core = [0, "unlimited"] } -> {"nofile": (1024, 1024), "core": (0, "unlimited")}
+    (the spawn side turns "unlimited" into resource.RLIM_INFINITY)."""
     if not isinstance(value, dict):
         raise ValueError("expected a table such as { nofile = 1024 }, got %s" % type_name(value))
     names = rlimit_names()

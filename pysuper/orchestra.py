@@ -195,6 +195,9 @@ class Orchestra:
             if notifier is None:  # it can never be told READY=1: a failed start, with the reason
                 return _Failing(self.supervisor.loop, on_fail, self._notify_error)
             notifier.attach(program.name, lambda: program.pid)
+        if program.config.ready.kind == "log" and not self.supervisor.keeps_output():
+            return _Failing(self.supervisor.loop, on_fail, 'ready = { log = ... } cannot see the output with '
+                            'log_format = "raw" (programs write straight to pysuper\'s stdout); use "prefix" or "json"')
         readiness = Readiness(CheckTarget(self.supervisor, program), program.config.ready, on_ready, on_fail,
                               notifier, program.name)
         readiness.start()

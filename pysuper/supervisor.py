@@ -354,7 +354,9 @@ class Supervisor:
 
     def _critical_ended(self, program: Program):
         code = program.last_exit if program.last_exit is not None else 1
-        if program.state == FATAL:
+        if program.state == FATAL and program.last_exit is None:  # it never ran: a dependency failed
+            what = "is FATAL (%s)" % (program.spawn_error or "it never ran")
+        elif program.state == FATAL:
             what = "is FATAL (last run %s)" % describe_exit(code)
         else:
             what = describe_exit(code)

@@ -107,19 +107,5 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     for warning in warnings:
         sys.stderr.write("%s: warning: %s\n" % (PROG, comment_text(warning)))
-    data = output.encode("utf-8")
-    if args.output and args.output != "-":
-        try:
-            with open(args.output, "wb") as handle:
-                handle.write(data)
-        except OSError as exc:
-            sys.stderr.write("%s: error: cannot write %s: %s\n" % (PROG, args.output, exc.strerror or exc))
-            return 2
-    else:
-        try:
-            sys.stdout.flush()
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            return 1
-    return 0
+    from pysuper import outfile
+    return outfile.write(output, args.output, PROG)

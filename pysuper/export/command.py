@@ -142,18 +142,5 @@ def main(args) -> int:
 
 
 def _write(text: str, output) -> int:
-    data = text.encode("utf-8")
-    if output and output != "-":
-        try:
-            with open(output, "wb") as handle:
-                handle.write(data)
-        except OSError as exc:
-            return _error("cannot write %s: %s" % (output, exc.strerror or exc))
-        return 0
-    try:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        return 1
-    return 0
+    from pysuper import outfile
+    return outfile.write(text, output, PROG)

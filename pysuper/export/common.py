@@ -315,5 +315,15 @@ def program_comments(program, restarts_managed: bool = True):
     return lines
 
 
+def limits_as_written(program):
+    """{name: value or [soft, hard]} of program.limits with "unlimited" for RLIM_INFINITY."""
+    import resource
+
+    def written(value):
+        return "unlimited" if value in (resource.RLIM_INFINITY, "unlimited") else value
+    return {name: written(soft) if soft == hard else [written(soft), written(hard)]
+            for name, (soft, hard) in program.limits.items()}
+
+
 def stop_signal_name(program) -> str:
     return signals.name(program.stop_signal)

@@ -143,11 +143,11 @@ def _service(unit, image, text, env_file_base):
                          "with start_period from ready's start_timeout" % common.describe_check(program.ready))
     if program.limits:
         ulimits = {}
-        for name, (soft, hard) in program.limits.items():
+        for name, value in common.limits_as_written(program).items():
             if name not in ULIMITS:
-                notes.append("limits.%s = %s: no such ulimit in Compose" % (name, common.show([soft, hard])))
+                notes.append("limits.%s = %s: no such ulimit in Compose" % (name, common.show(value)))
                 continue
-            soft, hard = (-1 if v == "unlimited" else v for v in (soft, hard))
+            soft, hard = (-1 if v == "unlimited" else v for v in (value if isinstance(value, list) else [value] * 2))
             ulimits[name] = soft if soft == hard else {"soft": soft, "hard": hard}
         if ulimits:
             service["ulimits"] = ulimits

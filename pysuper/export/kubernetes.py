@@ -156,7 +156,7 @@ class _Builder:
                          % setting("exit_codes", program.exit_codes))
         if program.limits:
             notes.append("%s: Kubernetes has no per-container rlimits; set them in the runtime or the command"
-                         % setting("limits", {k: v[0] if v[0] == v[1] else list(v) for k, v in program.limits.items()}))
+                         % setting("limits", common.limits_as_written(program)))
         notes.extend(common.program_comments(program, restarts_managed=not job))
         return container
 

@@ -24,6 +24,17 @@ def clean(text):
     assert "Traceback" not in text and "internal error" not in text, text
 
 
+def checked(text, directory):
+    """Write the config into directory and run `pysuper check` on it: exit 0, 1 or 2, no traceback."""
+    path = os.path.join(directory, "pysuper.toml")
+    with open(path, "w") as handle:
+        handle.write(text)
+    result = run_cli(["check", path], cwd=directory, env=ENV)
+    assert result.returncode in (0, 1, 2), result.stderr
+    clean(result.stderr)
+    return path
+
+
 @RUNS
 @given(config_texts(runnable=True))
 def test_accepted_fuzzed_configs_run_and_stop(text):
@@ -32,13 +43,7 @@ def test_accepted_fuzzed_configs_run_and_stop(text):
     except config.ConfigError:
         assume(False)
     with tempfile.TemporaryDirectory(prefix="pysuper-fuzz-") as directory:
-        path = os.path.join(directory, "pysuper.toml")
-        with open(path, "w") as handle:
-            handle.write(text)
-        checked = run_cli(["check", path], cwd=directory, env=ENV)
-        assert checked.returncode in (0, 1, 2), checked.stderr
-        clean(checked.stderr)
-        process = Pysuper(["-c", path], cwd=directory, env=ENV)
+        process = Pysuper(["-c", checked(text, directory)], cwd=directory, env=ENV)
         try:
             try:
                 # pysuper handles signals once it logs "starting" (before, SIGTERM simply ends it);
@@ -60,9 +65,4 @@ def test_accepted_fuzzed_configs_run_and_stop(text):
 @given(config_texts())
 def test_check_only_exits_0_1_or_2(text):
     with tempfile.TemporaryDirectory(prefix="pysuper-fuzz-") as directory:
-        path = os.path.join(directory, "pysuper.toml")
-        with open(path, "w") as handle:
-            handle.write(text)
-        checked = run_cli(["check", path], cwd=directory, env=ENV)
-    assert checked.returncode in (0, 1, 2), checked.stderr
-    clean(checked.stderr)
+        checked(text, directory)

@@ -107,7 +107,8 @@ def test_failing_migrate_makes_the_waiting_program_fatal_naming_it(pysuper):
     ps.stderr.wait_for(r"web: FATAL: cannot start: dependency migrate \(completed\) exited with code 3 and will not "
                        r"run again$")
     assert ps.proc.wait(20) == 1
-    ps.stderr.wait_for(r"critical program web is FATAL")
+    ps.stderr.wait_for(r"critical program web is FATAL \(cannot start: dependency migrate \(completed\) exited "
+                       r"with code 3 and will not run again\); exiting with code 1$")
     assert not ps.stderr.matching(r"web: started with pid")
 
 
@@ -344,3 +345,17 @@ def ps_ctl_async(ps, *args):
     import subprocess
     return subprocess.Popen([PYTHON, "-m", "pysuper", "ctl"] + list(args), cwd=str(ps.dir), env=ps.env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_regression_a_log_check_with_raw_output_fails_at_once_saying_why(pysuper):
+    ps = pysuper("""
+    [pysuper]
+    log_format = "raw"
+
+    [programs.app]
+    command = %s
+    ready = { log = "listening", start_timeout = 30 }
+    start_retries = 1
+    """ % app("log"), wait_for=None)
+    ps.stderr.wait_for(r"app: ready = \{ log = \.\.\. \} cannot see the output with log_format = \"raw\"")
+    ps.stderr.wait_for(r"app: FATAL: 1 failed start in a row", timeout=10)

@@ -127,7 +127,7 @@ def test_least_privilege_keys():
             'stack = ["unlimited", "unlimited"] }\n')
     assert (a.groups, a.umask, a.no_new_privileges) == (("audio", "44"), 0o27, True)
     assert a.limits == {"nofile": (1024, 1024), "nproc": (256, 512), "core": (0, 0),
-                        "stack": (resource.RLIM_INFINITY, resource.RLIM_INFINITY)}
+                        "stack": ("unlimited", "unlimited")}
     assert one('[programs.a]\ncommand = "x"\numask = "0o077"\n').umask == 0o77
     assert one('[programs.a]\ncommand = "x"\ngroups = []\n').groups == ()
 
@@ -339,3 +339,19 @@ def test_regression_deep_and_huge_toml():
         "app.toml: invalid TOML: the TOML is nested too deeply"]
     found = errors("a = " + "9" * 5000)
     assert len(found) == 1 and found[0].startswith("app.toml: invalid TOML: a value cannot be read: Exceeds the limit")
+
+
+def test_expand_false_does_not_need_watchfiles(monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "watchfiles" else real(name, *a))
+    cfg = parse('[programs.a]\ncommand = "x"\nwatch = ["src"]\n', "app.toml", ENV, expand=False)
+    assert cfg.programs["a"].watch == ("src",)
+
+
+def test_long_values_are_shortened_in_errors():
+    assert errors('[programs.a]\ncommand = "x"\nrestart = "%s"\n' % ("y" * 5000)) == [
+        'app.toml: [programs.a] restart = "%s..." (5000 characters): expected one of "always", "on-failure", '
+        '"never"' % ("y" * 60)]
+    assert errors('[programs.a]\ncommand = "x"\nexit_codes = [%s]\n' % ", ".join(["0"] * 100 + ["300"])) == [
+        "app.toml: [programs.a] exit_codes = [...] (101 items): expected exit codes between 0 and 255, got 300"]

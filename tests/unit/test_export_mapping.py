@@ -242,3 +242,12 @@ def test_missing_pyyaml_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "yaml", None)
     with pytest.raises(common.ExportError, match=r"pip install 'pysuper\[export\]'"):
         yamltext.render(common.Export(), [], separators=False)
+
+
+def test_regression_unlimited_limits():
+    """The config keeps "unlimited" as RLIM_INFINITY: Compose gets -1, comments say "unlimited"."""
+    found, export = services('[programs.a]\ncommand = "a"\nlimits = { core = [0, "unlimited"], as = "unlimited" }\n')
+    assert found["a"]["ulimits"] == {"core": {"soft": 0, "hard": -1}}
+    assert 'limits.as = "unlimited"' in comments_of(export, "services", "a")
+    spec, export = pod('[programs.a]\ncommand = "a"\nlimits = { core = [0, "unlimited"] }\n')
+    assert 'core = [0, "unlimited"]' in comments_of(export, "spec")
