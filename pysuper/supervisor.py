@@ -413,9 +413,13 @@ class Supervisor:
         self._finish()
 
     def _strays(self):
-        """Not PID 1: the live processes that carry the marker of one of our programs."""
-        return [process for processes in self.osproc.marked(self.osproc.process_table()).values()
-                for process in processes]
+        """Not PID 1: the live processes of our programs (by their marker or their cgroup)."""
+        table = self.osproc.process_table()
+        marks = self.osproc.marked(table)
+        found = {}
+        for name in set(self.programs) | set(marks):
+            found.update(self.osproc.members(name, None, table, marks))
+        return list(found.items())
 
     def _strays_check(self):
         if not (self.osproc.has_children() if self.pid1 else self._strays()):

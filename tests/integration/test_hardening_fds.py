@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import PYSUPER, Stream, pysuper_env, run_cli
+from conftest import PYSUPER, Stream, pysuper_env, run_cli, stop_process
 
 PROGRAMS = 40
 LIMIT = 64
@@ -90,6 +90,4 @@ def test_regression_fd_exhaustion_leaks_nothing_and_the_control_socket_recovers(
     finally:
         for conn in idle:
             conn.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
