@@ -3,12 +3,13 @@
 - checks-idle: 100 programs whose `ready = { tcp }` checks have passed, none with `health`: wakeups/s
   of pysuper while idle (target 0).
 - checks-health: 10 programs with `health = { tcp, interval = 10 }`: wakeups/s (about one per check,
-  so about 1/s) and pysuper's CPU per check.
+  so about 1/s, or fewer when checks are due together) and pysuper's CPU per check.
 - chain: a 10-deep chain of small servers, each `ready = { tcp }` and depending on the one before
   (`depends_on = { prev = "ready" }`): launch -> last one ready, against the sum of the servers' own
   start times (each started alone, directly, and timed to its first accepted connection). Target:
   within 50 ms of that sum.
-- replicas: one [programs.web] with `replicas = 100` (each announces itself): launch -> all running.
+- replicas: one [programs.web] with `replicas = 100` (each announces itself): launch -> all running,
+  against 100 declared programs launched the same way in the same run.
 
 The checks connect to one listener of the benchmark itself, so "ready" is real and no extra process
 per program is needed. Waits are events (pysuper's own log lines, the announce FIFO), never sleeps,
@@ -129,16 +130,22 @@ def scenario_checks_idle(ctx):
                 check="ready: %s" % ("100/100" if ready is not None else "not all"))]
 
 
-def _health_run(ctx, interval, window):
+def _health_run(ctx, interval, window, stagger=False):
     """10 programs with a tcp health check every `interval`: (wakeups/s, CPU seconds per check, checks)
-    over `window` seconds, measured from one interval after they are running."""
+    over `window` seconds, measured from one interval after they are running. Programs that become
+    RUNNING together have their checks due together (one wakeup serves them all); with `stagger`,
+    program i becomes RUNNING after start_seconds = 0.1 + i/10 of the interval, so every check is
+    due at its own moment (the worst case: a wakeup of its own per check)."""
     listener = Listener()
-    run = Run(ctx, "checks-health", _sleepers(10, "h", "start_seconds = 0\nhealth = { tcp = %d, interval = %g }\n"
-                                              % (listener.port, interval)))
+    health = "health = { tcp = %d, interval = %g }\n" % (listener.port, interval)
+    toml = "".join('[programs.h%03d]\ncommand = ["sleep", "100000"]\nstart_seconds = %g\n%s\n'
+                   % (i, (0.1 + i * interval / 10) if stagger else 0, health) for i in range(10))
+    run = Run(ctx, "checks-health", toml)
     try:
         if run.wait_count(": started with pid", 10) is None:
             return None, None, 0
-        time.sleep(interval + 0.5)  # the first checks come one interval after RUNNING
+        # the first checks come one interval after RUNNING (start_seconds after the start)
+        time.sleep(interval * (2 if stagger else 1) + 0.5)
         c0, cpu0, a0 = H.ctx_switches(run.proc.pid), H.cpu_seconds(run.proc.pid), listener.accepted
         time.sleep(window)  # the measured window
         checks = listener.accepted - a0
@@ -153,6 +160,7 @@ def scenario_checks_health(ctx):
     interval = 2.0 if ctx.quick else 10.0
     window = 2 * interval if ctx.quick else 30.0
     wakeups, _, checks = _health_run(ctx, interval, window)
+    spread, _, spread_checks = _health_run(ctx, interval, window, stagger=True)
     # CPU per check from many checks: /proc counts CPU time in 10 ms ticks
     _, per_check, many = _health_run(ctx, 0.05, 2.0 if ctx.quick else 10.0)
     expected = 10 / interval
@@ -160,7 +168,12 @@ def scenario_checks_health(ctx):
         Row("checks", "10 × health = { tcp, interval = %g } over %.0f s" % (interval, window), "wakeups/s",
             {"pysuper": fmt(wakeups, digits=2)}, target="≈ %g (one per check)" % expected,
             met=verdict(wakeups <= 2 * expected + 0.2 if wakeups is not None else None),
-            check="%d checks answered" % checks),
+            check="%d checks answered; the checks are due together, so they share wakeups" % checks),
+        Row("checks", "10 × health = { tcp, interval = %g }, due at 10 different moments, over %.0f s"
+            % (interval, window), "wakeups/s",
+            {"pysuper": fmt(spread, digits=2)}, target="≈ %g (one per check)" % expected,
+            met=verdict(spread <= 2 * expected + 0.2 if spread is not None else None),
+            check="%d checks answered" % spread_checks),
         Row("checks", "10 × health = { tcp, interval = 0.05 }", "CPU per health check (ms)",
             {"pysuper": fmt(per_check * 1000 if per_check is not None else None)},
             check="an average over %d checks" % many),
@@ -219,22 +232,41 @@ def scenario_chain(ctx):
                       % fmt(over * 1000 if over is not None else None, digits=0))]
 
 
-def scenario_replicas(ctx):
-    wd = H.workdir(ctx.root, "replicas")
+def _launch_to_running(ctx, label, toml_for):
+    """Seconds from launching pysuper on toml_for(argv of an announcing sleeper) until 100 programs
+    announced themselves (None on timeout), and how many did."""
+    wd = H.workdir(ctx.root, label)
     ann = H.Announcer(wd)
     argv = [a.replace("$", "$$") for a in H.sleeper_argv(ann.path)]
-    run = Run(ctx, "replicas", '[programs.web]\ncommand = %s\nreplicas = 100\n' % json.dumps(argv))
+    run = Run(ctx, label, toml_for(json.dumps(argv)))
     try:
         done = ann.wait(100, timeout=60)
-        startup = done - run.t0 if done is not None else None
+        return (done - run.t0 if done is not None else None), len(ann.pids)
     finally:
         run.close(ann.pids)
         ann.close()
         shutil.rmtree(wd, ignore_errors=True)
+
+
+def scenario_replicas(ctx):
+    """replicas = 100 against 100 declared programs, alternating in the same run."""
+    reps = 1 if ctx.quick else 3
+    replicas, declared, counts = [], [], []
+    for _ in range(reps):
+        took, count = _launch_to_running(
+            ctx, "replicas", lambda argv: "[programs.web]\ncommand = %s\nreplicas = 100\n" % argv)
+        replicas.append(took)
+        counts.append(count)
+        took, _ = _launch_to_running(ctx, "declared", lambda argv: "".join(
+            "[programs.web%03d]\ncommand = %s\n\n" % (i, argv) for i in range(100)))
+        declared.append(took)
+    with_replicas, plain = median(replicas), median(declared)
     return [Row("replicas", "replicas = 100 (sleep)", "launch → all running (ms)",
-                {"pysuper": fmt(startup * 1000 if startup is not None else None, digits=0)},
-                target="as 100 × sleep (start-up scenario)", met="",
-                check="running: %d/100" % len(ann.pids))]
+                {"pysuper": fmt(with_replicas * 1000 if with_replicas is not None else None, digits=0)},
+                baseline="100 declared programs %s ms" % fmt(plain * 1000 if plain is not None else None, digits=0),
+                target="as 100 declared programs",
+                met=verdict(with_replicas <= plain * 1.2 + 0.02 if None not in (with_replicas, plain) else None),
+                check="running: %d/100" % min(counts))]
 
 
 SCENARIOS = {

@@ -106,8 +106,9 @@ def main(argv=None) -> int:
             command = rest.pop(0)
         if command == "check" and rest and path is None and not rest[0].startswith("-"):
             path = rest.pop(0)  # pysuper check FILE, like pysuper check -c FILE
-        if rest and (command == "check" or rest[0].startswith("-")):
-            raise UsageError("unexpected argument %r (see pysuper --help)" % rest[0])
+        flags = [word for word in rest if word.startswith("-")]  # no program name starts with "-"
+        if rest and (command == "check" or flags):
+            raise UsageError("unexpected argument %r (see pysuper --help)" % (flags or rest)[0])
         if rest and not explicit and _ctl_verb(rest[0]) and not _names_a_program(path, rest[0]):
             import shlex
             words = (["-c", path] if path else []) + rest
@@ -180,31 +181,15 @@ def check(path) -> int:
     return 0
 
 
-def _selected(config, names):
-    """The instances that `pysuper run NAME...` names (a declared name means all its replicas), or
-    a usage error naming the unknown one and the nearest name."""
-    from pysuper import graph
-    from pysuper.names import closest
-    found = []
-    for name in names:
-        instances = [name] if name in config.programs else graph.instances_of(config, name)
-        if not instances:
-            known = list(config.declared) + [n for n in config.programs if n not in config.declared]
-            near = closest(name, known)
-            raise UsageError("no program named %r in %s%s" % (name, config.path,
-                                                             "; did you mean %r?" % near if near else ""))
-        found.extend(instance for instance in instances if instance not in found)
-    return found
-
-
 def run(path, names=()) -> int:
     from pysuper import config as configmod
     config, code = _load(path)
     if config is None:
         return code
     try:
-        only = _selected(config, names) if names else None
-    except UsageError as exc:
+        from pysuper import graph
+        only = frozenset(graph.select(config, names)) if names else None
+    except LookupError as exc:
         return _error(str(exc))
     problems = configmod.host_problems(config)
     if problems:

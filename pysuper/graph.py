@@ -1,5 +1,6 @@
 """The dependency graph of a config: which instances a declared name means, what a program waits
-for, who depends on it, the start order, and cycle finding (used by the config loader).
+for, who depends on it, the start order, what `pysuper run NAME...` starts, and cycle finding (used
+by the config loader).
 
 Edges come from `depends_on` ({declared name: condition}); a declared name means every replica of it.
 Pure functions over `Config` records: no state, no processes.
@@ -48,6 +49,29 @@ def closure(config, names) -> List[str]:
         wanted.add(name)
         queue.extend(instance for instance, _ in dependencies(config, name))
     return [name for name in start_order(config) if name in wanted]
+
+
+def select(config, names) -> List[str]:
+    """What `pysuper run NAME...` starts: the named instances (a declared name means all its
+    replicas; `autostart` does not matter) and everything they depend on, in start order.
+    LookupError for the first unknown name, with the nearest known one."""
+    named: List[str] = []
+    for name in names:
+        instances = [name] if name in config.programs else instances_of(config, name)
+        if not instances:
+            raise LookupError("no program named %r in %s%s" % (name, config.path, _nearest(config, name)))
+        named.extend(instances)
+    return closure(config, named)
+
+
+def _nearest(config, name: str) -> str:
+    base, _, index = name.rpartition("-")
+    replicas = instances_of(config, base) if index.isdigit() else []
+    if len(replicas) > 1:
+        return "; %s has %d replicas: %s to %s" % (base, len(replicas), replicas[0], replicas[-1])
+    from pysuper.names import did_you_mean
+    known = list(config.declared) + [other for other in config.programs if other not in config.declared]
+    return did_you_mean(name, known, "'")
 
 
 def start_order(config) -> List[str]:

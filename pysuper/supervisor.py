@@ -13,7 +13,7 @@ and are reaped quietly.
 import os
 import signal
 from collections import deque
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, FrozenSet, List, Optional
 
 from pysuper import graph
 from pysuper import osproc as _osproc
@@ -111,7 +111,7 @@ class Supervisor:
         self._recheck_pending = set()  # names with a recheck timer
         self.reloader = None  # a pysuper.reload.Reloader, set by cli.run: SIGHUP and `ctl reload` use it
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
-        self.only: Optional[List[str]] = None  # `pysuper run NAME...`: start these and their dependencies
+        self.only: Optional[FrozenSet[str]] = None  # `pysuper run NAME...`: what it starts (graph.select)
         loop.on_error = self._internal_error
         self.orchestra = Orchestra(self)
         for program_config in config.programs.values():
@@ -146,16 +146,19 @@ class Supervisor:
             self.log("warning: not PID 1 and cannot become a child subreaper; orphans of programs "
                      "will not be reaped by pysuper")
         self._on_sigchld(signal.SIGCHLD)
-        if self.only is not None:  # named on the command line: autostart or not, with what they need
-            names = graph.closure(self.config, self.only)
-        else:
-            names = [name for name in graph.start_order(self.config) if self.programs[name].config.autostart]
+        names = [name for name in graph.start_order(self.config) if self.autostarts(self.programs[name])]
         if names:
             self.log("starting %s" % ", ".join(names))
         for name in names:
             self.orchestra.request_start(self.programs[name])
         self.orchestra.update_watch()
         self._schedule_check()
+
+    def autostarts(self, program) -> bool:
+        """Does pysuper start this program by itself (at start-up, when a reload adds or changes
+        it), and so count it in `health`? Its `autostart` key; under `pysuper run NAME...`, whether
+        it is one of the programs chosen there instead."""
+        return program.config.autostart if self.only is None else program.name in self.only
 
     def run(self) -> int:
         self.start()
@@ -547,7 +550,7 @@ class Supervisor:
         """(healthy, [reasons]) for `pysuper ctl health`."""
         problems = []
         for program in self.programs.values():
-            if not program.config.autostart and program.state == STOPPED and not program.held:
+            if not self.autostarts(program) and program.state == STOPPED and not program.held:
                 continue
             if program.state == RUNNING and program.health_failing:
                 problems.append("%s is failing its health check: %s" % (program.name, program.health_error))
@@ -585,7 +588,7 @@ class Supervisor:
             if name in self._settling:
                 continue  # the old program of that name is still stopping; it is replaced once gone
             program = self._add(config.programs[name])
-            if program.config.autostart:
+            if self.autostarts(program):
                 self.orchestra.request_start(program)
         self.orchestra.update_watch()
         return added, changed, removed
@@ -612,7 +615,7 @@ class Supervisor:
             program.restarts = old.restarts
             if old.held:
                 program.held = True  # stopped by hand: it stays stopped with its new settings
-            elif (was_active or program.config.autostart) and not self.shutting_down:
+            elif (was_active or self.autostarts(program)) and not self.shutting_down:
                 self.orchestra.request_start(program)
             self.orchestra.update_watch()
         if self._waiters:

@@ -21,6 +21,22 @@ def literal(ex: Expander, section: str, option: str, scope: Scope) -> Optional[s
     return ex.literal(section, option, value, scope)
 
 
+def octal(ex: Expander, section: str, option: str, scope: Scope) -> Optional[int]:
+    """An octal value as supervisord reads it (umask = 022), or None when it is not set."""
+    value = literal(ex, section, option, scope)
+    if value is None:
+        return None
+    try:
+        number = int(value, 8)
+    except ValueError:
+        raise ex.source.error(section, option, "[%s] %s = %s: expected an octal number such as 022"
+                              % (section, option, value)) from None
+    if not 0 <= number <= 0o777:
+        raise ex.source.error(section, option, "[%s] %s = %s: expected an octal number between 000 and 777"
+                              % (section, option, value))
+    return number
+
+
 def integer(ex: Expander, section: str, option: str, scope: Scope, minimum: Optional[int] = None
             ) -> Optional[int]:
     value = literal(ex, section, option, scope)

@@ -15,12 +15,12 @@ from pysuper.names import PROGRAM_NAME, did_you_mean
 
 # Options converted into pysuper keys; they get no comment of their own.
 MAPPED = ("command", "directory", "user", "environment", "autostart", "autorestart", "exitcodes",
-          "startsecs", "startretries", "stopsignal", "stopwaitsecs")
+          "startsecs", "startretries", "stopsignal", "stopwaitsecs", "umask")
 
 # supervisord's option for each pysuper key read without variables (named when a value was baked in).
 _OPTION_OF = {"user": "user", "autostart": "autostart", "restart": "autorestart", "exit_codes": "exitcodes",
               "start_seconds": "startsecs", "start_retries": "startretries", "stop_signal": "stopsignal",
-              "stop_timeout": "stopwaitsecs"}
+              "stop_timeout": "stopwaitsecs", "umask": "umask"}
 
 NO_LOG_FILES = "not needed; pysuper writes no log files"
 _NO_EVENTS = "no equivalent; pysuper has no event protocol"
@@ -38,7 +38,6 @@ _NOTES = {
     "stderr_events_enabled": _NO_EVENTS,
     "stdout_syslog": "no equivalent; pysuper writes program output to its stdout and stderr",
     "stderr_syslog": "no equivalent; pysuper writes program output to its stdout and stderr",
-    "umask": "no equivalent; set it in the command, e.g. sh -c 'umask 002 && exec ...'",
     "serverurl": "not needed; pysuper has no XML-RPC server",
     "process_name": "used for the program name",
     "numprocs_start": "used for the program names",
@@ -68,7 +67,7 @@ class Settings:
         numprocs = options.integer(*read, "numprocs", scope, minimum=0)
         self.numprocs_start = options.integer(*read, "numprocs_start", scope, minimum=0) or 0
         self.user = options.literal(*read, "user", scope)
-        options.literal(*read, "umask", scope)
+        self.umask = options.octal(*read, "umask", scope)
         self.numprocs = 1 if numprocs is None else numprocs
         process_name = ex.source.raw(section, "process_name")
         self.process_name = "%(program_name)s" if process_name is None else process_name
@@ -93,7 +92,8 @@ class Settings:
         found = [("user", int(user) if user is not None and user.isdigit() else user),
                  ("autostart", self.autostart), ("restart", self.restart), ("exit_codes", self.exit_codes),
                  ("start_seconds", self.start_seconds), ("start_retries", self.start_retries),
-                 ("stop_signal", self.stop_signal), ("stop_timeout", self.stop_timeout)]
+                 ("stop_signal", self.stop_signal), ("stop_timeout", self.stop_timeout),
+                 ("umask", None if self.umask is None else "%03o" % self.umask)]
         return [(key, value) for key, value in found if value is not None]
 
 

@@ -20,9 +20,14 @@ _SUPERVISORD_NOTES = {
     "childlogdir": NO_LOG_FILES,
     "user": "no equivalent; run pysuper itself as that user (Dockerfile USER)",
     "directory": "not needed; supervisord uses it only when it daemonizes",
-    "umask": "no equivalent; set it in the commands, e.g. sh -c 'umask 002 && exec ...'",
-    "minfds": "no equivalent; set limits with the container runtime (docker run --ulimit nofile=...)",
-    "minprocs": "no equivalent; set limits with the container runtime (docker run --ulimit nproc=...)",
+    "umask": "not needed; supervisord applies it only when it daemonizes, never with nodaemon = true "
+             "(a program's own umask is converted to its umask key)",
+    "minfds": "supervisord raises its own soft nofile limit to at least this, and programs inherit it; "
+              "with pysuper set limits = { nofile = N } on the programs that need it, or use the container "
+              "runtime's limit (docker run --ulimit nofile=N)",
+    "minprocs": "supervisord raises its own soft nproc limit to at least this, and programs inherit it; "
+                "with pysuper set limits = { nproc = N } on the programs that need it, or use the container "
+                "runtime's limit (docker run --ulimit nproc=N)",
     "identifier": "not needed; pysuper has no XML-RPC server",
     "nocleanup": NO_LOG_FILES,
     "strip_ansi": "no equivalent; pysuper relays program output unchanged",

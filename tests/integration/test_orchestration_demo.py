@@ -1,5 +1,6 @@
 """conf/orchestration.toml runs to the end: migrate, then web once migrate completed, then client
-once web is ready; pysuper exits 0 when the critical client is done."""
+once web is ready, which asks web until pysuper's health check of web has come; pysuper exits 0 when
+the critical client is done."""
 
 import os
 import socket
@@ -20,5 +21,7 @@ def test_orchestration_demo_runs_in_order_to_the_end():
         "web: waiting for migrate (completed)", "migrate: exited with code 0", "web: started with pid",
         "web: ready after", "client: started with pid", "client: exited with code 0")]
     assert order == sorted(order)
-    assert len(demo.out.matching(r"^client +\| request \d: HTTP 200")) == 5
+    assert demo.out.matching(r"^client +\| request 1: HTTP 200; health checks of web so far: \d+$")
+    assert demo.out.matching(r"^web +\| health check 1: ok$")  # pysuper's health check reached web
+    assert demo.out.matching(r"^client +\| web answered a health check; exiting 0$")
     assert "exiting with code 0" in demo.last_line()

@@ -342,10 +342,11 @@ def test_servers_secrets_unknown_options_and_fcgi(convert_cli):
     assert text.count("#   password = (hidden)") == 2
     assert programs_of(text) == {
         "cron": {"command": "cron -f -L 15", "restart": "always"},
-        "sshd": {"command": "/usr/sbin/sshd -D -e", "restart": "always", "start_retries": 5}}
+        "sshd": {"command": "/usr/sbin/sshd -D -e", "restart": "always", "start_retries": 5,
+                 "umask": "022"}}
     assert "# autorestrat = false: unknown to supervisord (ignored there too)" in text
-    assert "# umask = 022: no equivalent; set it in the command" in text
-    assert "#   minfds = 1024: no equivalent; set limits with the container runtime" in text
+    assert "# umask = 022" not in text  # a program's umask is a key, not a comment
+    assert "#   minfds = 1024: supervisord raises its own soft nofile limit to at least this" in text
 
 
 ALL_SAMPLES = sorted(

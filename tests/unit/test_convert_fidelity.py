@@ -188,3 +188,18 @@ def test_regression_no_program_is_a_warning(ini, why):
                             "refuses it until a [programs.NAME] table is added" % why)
     with pytest.raises(config.ConfigError, match="no programs"):
         config.parse(text, "p.toml", {})
+
+
+def test_regression_program_umask_becomes_the_umask_key():
+    text, warnings = converted("[supervisord]\numask=077\n\n[program:web]\ncommand=/bin/true\numask=002\n"
+                               "\n[program:db]\ncommand=/bin/true\n")
+    programs = programs_of(text)
+    assert programs["web"]["umask"] == "002"
+    assert "umask" not in programs["db"]  # supervisord's own umask applies only when it daemonizes
+    assert config.parse(text, "converted.toml", environ={}).programs["web"].umask == 0o002
+    assert "umask = 077: not needed; supervisord applies it only when it daemonizes" in text
+
+
+def test_program_umask_must_be_octal():
+    with pytest.raises(ConvertError, match=r"umask = 089: expected an octal number"):
+        converted("[program:web]\ncommand=/bin/true\numask=089\n")
