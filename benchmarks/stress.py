@@ -305,7 +305,8 @@ class Run:
         with open(self.errors_path, "wb") as errors:
             self.proc = subprocess.Popen(list(prefix) + argv, cwd=self.directory, stdin=subprocess.DEVNULL,
                                          stdout=stdout if stdout is not None else subprocess.DEVNULL,
-                                         stderr=errors, env=dict(os.environ, NO_COLOR="1", **(env or {})))
+                                         stderr=errors, env=dict(os.environ, NO_COLOR="1", STRESS_RUN=self.directory,
+                                                                 **(env or {})))
         self.sampler = Sampler(self.proc.pid)
 
     def errors(self):
@@ -335,6 +336,16 @@ class Run:
         return survived
 
     def cleanup(self):
+        """Remove the directory and kill what the supervisor left running (found by STRESS_RUN)."""
+        tag = ("STRESS_RUN=%s" % self.directory).encode()
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open("/proc/%s/environ" % entry, "rb") as handle:
+                        if tag in handle.read().split(b"\0"):
+                            os.kill(int(entry), signal.SIGKILL)
+                except OSError:
+                    continue
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

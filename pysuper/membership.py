@@ -54,7 +54,8 @@ def descendants(pid: int, table=None) -> List[Tuple[int, int]]:
 # own cgroup namespace, or a delegated subtree), each program's processes start in a cgroup of their own
 # (pysuper steps into it for the moment of the spawn, see cgroup_of_children),
 # PYSUPER_CGROUP_PREFIX-<pysuper pid>.<name>, which no descendant can leave without privileges. Otherwise
-# (cgroup v1 only, read-only, not permitted) the marker below is all there is.
+# (cgroup v1 only, read-only, not permitted, or PYSUPER_CGROUPS=0 in pysuper's environment) the marker
+# below is all there is.
 PYSUPER_CGROUP_PREFIX = "pysuper"
 _CGROUPS = {}  # program name -> cgroup directory (or None: cannot be made)
 _CGROUP_BASE = []
@@ -68,6 +69,8 @@ def cgroup_base() -> Optional[str]:
 
 
 def _find_cgroup_base():
+    if os.environ.get("PYSUPER_CGROUPS", "").lower() in ("0", "no", "false", "off"):
+        return None
     try:
         with open("/proc/self/cgroup") as handle:
             path = next((line.strip()[3:] for line in handle if line.startswith("0::")), None)

@@ -107,7 +107,8 @@ class Supervisor:
         self._settling: Dict[str, bool] = {}  # name -> was active, while a reload replaces it
         self._table = None  # see _process_table
         self._marked = None  # see _marks
-        self._rechecks: Dict[str, tuple] = {}  # name -> (delay, timer) while escaped members are awaited
+        self._recheck_delay: Dict[str, float] = {}  # name -> seconds, while escaped members are awaited
+        self._recheck_pending = set()  # names with a recheck timer
         self.reloader = None  # a pysuper.reload.Reloader, set by cli.run: SIGHUP and `ctl reload` use it
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
         self.only: Optional[FrozenSet[str]] = None  # `pysuper run NAME...`: what it starts (graph.select)
@@ -251,19 +252,18 @@ class Supervisor:
         if program.pgid is not None and self.osproc.group_alive(program.pgid):
             return True
         if not self.snapshot(program):
+            self._recheck_delay.pop(program.name, None)
             return False
-        delay = self._rechecks.get(program.name)
-        if delay is None or delay[1] is None:
-            delay = MEMBER_RECHECK if delay is None else min(MEMBER_RECHECK_MAX, delay[0] * 2)
-            self._rechecks[program.name] = (delay, self.loop.call_later(delay, self._recheck, program))
+        if program.name not in self._recheck_pending:
+            delay = min(MEMBER_RECHECK_MAX, self._recheck_delay.get(program.name, MEMBER_RECHECK / 2) * 2)
+            self._recheck_delay[program.name] = delay
+            self._recheck_pending.add(program.name)
+            self.loop.call_later(delay, self._recheck, program)
         return True
 
     def _recheck(self, program: Program):
-        delay = self._rechecks[program.name][0]
-        self._rechecks[program.name] = (delay, None)
+        self._recheck_pending.discard(program.name)
         program.group_check()
-        if self._rechecks.get(program.name, (0, None))[1] is None:
-            self._rechecks.pop(program.name, None)  # done: no process of it is left
 
     def changed(self, program: Program, old: str, new: str, event: str):
         if (program.config.critical and new in (EXITED, FATAL) and not self.shutting_down):
@@ -416,9 +416,13 @@ class Supervisor:
         self._finish()
 
     def _strays(self):
-        """Not PID 1: the live processes that carry the marker of one of our programs."""
-        return [process for processes in self.osproc.marked(self.osproc.process_table()).values()
-                for process in processes]
+        """Not PID 1: the live processes of our programs (by their marker or their cgroup)."""
+        table = self.osproc.process_table()
+        marks = self.osproc.marked(table)
+        found = {}
+        for name in set(self.programs) | set(marks):
+            found.update(self.osproc.members(name, None, table, marks))
+        return list(found.items())
 
     def _strays_check(self):
         if not (self.osproc.has_children() if self.pid1 else self._strays()):

@@ -298,6 +298,18 @@ def run_ctl(args, cwd, env, timeout=DEADLINE, check=None):
     return done
 
 
+def stop_process(proc):
+    """End a pysuper a test started itself: SIGTERM first, so it stops its programs (a SIGKILL would
+    leave them running), SIGKILL if it does not exit."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def run_cli(args, cwd=None, env=None, timeout=DEADLINE, input=None):
     return subprocess.run(PYSUPER + list(args), cwd=cwd, env=pysuper_env(env), capture_output=True,
                           text=True, timeout=timeout, input=input)

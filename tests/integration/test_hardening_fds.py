@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import PYSUPER, Stream, pysuper_env, run_cli
+from conftest import PYSUPER, Stream, pysuper_env, run_cli, stop_process
 
 PROGRAMS = 40
 LIMIT = 64
@@ -45,7 +45,7 @@ def wait_until(predicate, timeout=20.0, what="condition"):
 
 def test_regression_fd_exhaustion_leaks_nothing_and_the_control_socket_recovers(tmp_path):
     path = tmp_path / "pysuper.toml"
-    path.write_text("".join('[programs.p%02d]\ncommand = ["sleep", "600"]\nstart_retries = 1\n' % i
+    path.write_text("".join('[programs.p%02d]\ncommand = ["sleep", "600"]\nstart_retries = 1\nstart_seconds = 0\n' % i
                             for i in range(PROGRAMS)))
     env = pysuper_env()
     proc = subprocess.Popen(LAUNCHER + PYSUPER + ["-c", str(path)], env=env, stdin=subprocess.DEVNULL,
@@ -90,6 +90,4 @@ def test_regression_fd_exhaustion_leaks_nothing_and_the_control_socket_recovers(
     finally:
         for conn in idle:
             conn.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import PYSUPER, ROOT, Stream, pysuper_env, py, toml_list
+from conftest import PYSUPER, ROOT, Stream, py, pysuper_env, stop_process, toml_list
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import stress  # noqa: E402
@@ -52,9 +52,7 @@ def test_regression_full_disk_is_reported_once_and_supervision_goes_on(tmp_path)
         assert proc.wait(20) == 0
         err.wait_closed()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
     assert err.count(r"cannot write to stdout") == 1, err.text()
     assert err.count(r"Traceback|internal error") == 0, err.text()
 
@@ -101,9 +99,7 @@ def test_full_disk_recovers_and_loses_nothing(tmp_path):
             assert proc.wait(20) == 0
             err.wait_closed()
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
         lines = out_path.read_bytes().decode().splitlines()
         assert lines[:count] == ["w       | line %06d" % i for i in range(count)]
         assert lines[count] == "w       | done"
@@ -126,7 +122,5 @@ def test_closed_reader_is_dropped_silently_and_supervision_goes_on(tmp_path):
         assert proc.wait(20) == 0
         err.wait_closed()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
     assert err.count(r"cannot write|Broken pipe|Traceback") == 0, err.text()

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 
-from conftest import PYSUPER, pysuper_env, py, toml_list
+from conftest import PYSUPER, py, pysuper_env, stop_process, toml_list
 
 # Blocks $BLOCK and ignores $IGNORE (comma-separated signal numbers), then execs argv, the way a
 # shell or a CI runner hands its state on. SIGPIPE and SIGXFSZ go back to the default first (Python
@@ -78,9 +78,7 @@ def test_single_mode_forwards_sigterm_it_was_started_with_blocked():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 128 + signal.SIGTERM
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
 
 
 def test_config_mode_programs_get_a_clean_signal_state(run_config):
@@ -121,4 +119,3 @@ def test_script_without_shebang_runs_through_sh(tmp_path):
     result = subprocess.run(PYSUPER + ["--", "plain-script", "x"], env=env, capture_output=True, text=True,
                             timeout=20)
     assert (result.returncode, result.stdout) == (4, "from sh: x\n")
-
