@@ -94,7 +94,8 @@ class Supervisor:
         self.programs: Dict[str, Program] = {}
         self.pids: Dict[int, Launch] = {}
         self._exits = deque()  # (pid, code) reaped and not handled yet
-        self._spawn_args: Dict[str, tuple] = {}
+        self._users: Dict[str, Optional[tuple]] = {}  # name -> (uid, gid, user name), resolved once
+        self._environ = dict(os.environ)  # decoded once: every program's environment shares its strings
         self.shutting_down = False
         self.exit_code: Optional[int] = None
         self.exit_reason = ""
@@ -119,10 +120,7 @@ class Supervisor:
 
     # -- set-up ------------------------------------------------------------------------------
     def _add(self, program_config: ProgramConfig) -> Program:
-        env = program_environment(program_config)
-        env.update(self.orchestra.environment(program_config))
-        env[_osproc.MARKER] = _osproc.marker(program_config.name)  # how its escaped processes are found
-        self._spawn_args[program_config.name] = (env, resolve_user(program_config))
+        self._users[program_config.name] = resolve_user(program_config)
         program = Program(program_config, self)
         self.programs[program_config.name] = program
         return program
@@ -178,9 +176,16 @@ class Supervisor:
     def log(self, text: str):
         self.output.message(text)
 
+    def _environment(self, config: ProgramConfig) -> Dict[str, str]:
+        """The environment a process of this program starts with (made at each spawn, not kept)."""
+        env = program_environment(config, self._environ)
+        env.update(self.orchestra.environment(config))
+        env[_osproc.MARKER] = _osproc.marker(config.name)  # how its escaped processes are found
+        return env
+
     def spawn(self, program: Program) -> int:
         config = program.config
-        env, user = self._spawn_args[program.name]
+        env, user = self._environment(config), self._users[program.name]
         stdout, stderr, relays = self.output.pipes(program.name)
         try:
             process = self.osproc.spawn(config.command, cwd=config.directory, env=env, user=user,
@@ -199,7 +204,7 @@ class Supervisor:
     def spawn_check(self, program: Program, argv, output_fd: int, on_exit) -> int:
         """Run a check's command as the program runs (user, directory, environment); its exit code
         goes to on_exit when it is reaped."""
-        env, user = self._spawn_args[program.name]
+        env, user = self._environment(program.config), self._users[program.name]
         process = self.osproc.spawn(list(argv), cwd=program.config.directory, env=env, user=user,
                                     stdout=output_fd, stderr=output_fd,
                                     **_osproc.launch_options(program.config))
@@ -608,7 +613,7 @@ class Supervisor:
             return
         if name not in self.config.programs:
             del self.programs[name]
-            self._spawn_args.pop(name, None)
+            self._users.pop(name, None)
             self.orchestra.forget(name)
         else:
             program = self._add(self.config.programs[name])
