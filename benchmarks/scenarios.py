@@ -6,7 +6,6 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import time
 
 import harness as H

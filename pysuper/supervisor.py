@@ -16,17 +16,15 @@ from collections import deque
 from typing import Callable, Dict, FrozenSet, List, Optional
 
 from pysuper import graph
+from pysuper.commands import Commands
 from pysuper import osproc as _osproc
 from pysuper.config import Config, ProgramConfig, program_environment, resolve_user
 from pysuper.logs import Output
 from pysuper.loop import callback_name
 from pysuper.orchestra import Orchestra
-from pysuper.program import ACTIVE, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, STOPPING, Program
-from pysuper.reload import Outcome
+from pysuper.program import ACTIVE, EXITED, FATAL, Program
 from pysuper.signals import describe_exit
 from pysuper.signals import name as signal_name
-from pysuper.view import ProgramView
-from pysuper.view import build as build_view
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
@@ -77,7 +75,7 @@ class Launch:
         self.on_exit = on_exit  # for a check's process: gets the exit code instead of the program
 
 
-class Supervisor:
+class Supervisor(Commands):
     """Runs the programs of `config` on `loop`. `output` (default: a logs.Output on fds 1 and 2)
     carries the programs' lines and pysuper's own; `pid1` (default: whether our pid is 1) turns on
     the PID 1 duties; `osproc` is the object every OS operation goes through."""
@@ -461,114 +459,6 @@ class Supervisor:
         self.log("%s%s; exiting with code %d" % (self.exit_reason, detail, code))
         self.output.flush()
         self.loop.stop()
-
-    # -- command API (used by the control socket) ---------------------------------------------
-    def when(self, predicate: Callable[[], bool], callback: Callable[[], None]):
-        """callback() as soon as predicate() holds (checked after every state change)."""
-        if predicate():
-            callback()
-        else:
-            self._waiters.append((predicate, callback))
-
-    def _run_waiters(self):
-        waiting, self._waiters = self._waiters, []
-        for predicate, callback in waiting:
-            if predicate():
-                callback()
-            else:
-                self._waiters.append((predicate, callback))
-
-    def start_program(self, name: str, done: Callable[[str], None]):
-        """Start; done(state) once it is RUNNING or has failed (BACKOFF, EXITED, FATAL).
-
-        A program that is still stopping is started once it has stopped. If another request stops
-        it meanwhile to restart it, this one waits for that start; a stop by hand (held), a reload
-        that replaces or removes it, or a shutdown ends the wait.
-        """
-        program = self.programs.get(name)
-        if program is None or self.shutting_down:
-            return done(program.state if program is not None else STOPPED)
-        if program.state == RUNNING:
-            return done(program.state)
-        if program.state == STOPPING:
-            self.when(lambda: program.state != STOPPING or self.programs.get(name) is not program,
-                      lambda: self.start_program(name, done))
-            return None
-        self.orchestra.start_with_dependencies(name)
-
-        def settled():
-            if self.shutting_down or self.programs.get(name) is not program:
-                return True
-            return program.state in (RUNNING, BACKOFF, EXITED, FATAL) or (program.state == STOPPED
-                                                                          and program.held)
-        self.when(settled, lambda: done(program.state))
-        return None
-
-    def stop_program(self, name: str, done: Callable[[str], None]):
-        """Stop and hold; done(state) once the process group is gone."""
-        program = self.programs[name]
-        program.stop(held=True)
-        self.when(lambda: program.state not in ACTIVE, lambda: done(program.state))
-
-    def restart_program(self, name: str, done: Callable[[str], None]):
-        """Stop, then start; done(state) as for start_program.
-
-        Concurrent restarts of one program share one stop: a request whose stop someone else's
-        start has already followed waits for that start instead of stopping the program again.
-        """
-        program = self.programs[name]
-        asked = program.spawns
-        program.stop()
-        self.when(lambda: program.state not in ACTIVE or program.spawns > asked,
-                  lambda: self.start_program(name, done))
-
-    def signal_program(self, name: str, signum: int) -> bool:
-        return self.programs[name].signal(signum)
-
-    def view(self) -> List[ProgramView]:
-        """The read-only view of every program, in config order (see pysuper.view)."""
-        return [build_view(self, program) for program in self.programs.values()]
-
-    def keeps_output(self) -> bool:
-        """False with log_format = "raw": programs write straight to pysuper's stdout, nothing is kept."""
-        return self.output.fmt != "raw"
-
-    def recent_output(self, name: str, count: int):
-        """The last `count` lines of name's output: [(stream, line bytes without newline)]."""
-        return self.output.ring(name).lines(count) if count else []
-
-    def follow(self, name: str, callback: Callable[[str, bytes], None]):
-        """callback(stream, block of whole lines) for each new block of name's output, until unfollow()."""
-        self.output.ring(name).subscribe(callback)
-
-    def unfollow(self, name: str, callback: Callable[[str, bytes], None]):
-        self.output.ring(name).unsubscribe(callback)
-
-    def reload(self, done: Callable[[Outcome], None], who: str):
-        """Re-read the config file; done(Outcome) once the reload has settled (see pysuper.reload)."""
-        if self.reloader is None:
-            done(Outcome(errors=["this pysuper does not reload its config"], kind="unavailable"))
-            return
-        self.reloader.request(done, who)
-
-    def health(self):
-        """(healthy, [reasons]) for `pysuper ctl health`."""
-        problems = []
-        for program in self.programs.values():
-            if not self.autostarts(program) and program.state == STOPPED and not program.held:
-                continue
-            if program.state == RUNNING and program.health_failing:
-                problems.append("%s is failing its health check: %s" % (program.name, program.health_error))
-                continue
-            if program.state == RUNNING or program.healthy_exit:
-                continue
-            if program.held:
-                problems.append("%s is stopped (by hand)" % program.name)
-            elif program.state == EXITED:
-                problems.append("%s %s (unexpected)" % (program.name, describe_exit(program.last_exit)))
-            else:
-                problems.append("%s is %s" % (program.name, program.state))
-        return not problems, problems
 
     def apply_config(self, config: Config):
         """Replace the config: start added programs, stop removed ones, restart changed ones.
