@@ -11,8 +11,6 @@ Any input gets an answer: malformed JSON, JSON nested too deeply for the parser,
 the wrong shape are each a RequestError, never an exception of the parser's own.
 """
 
-import json
-
 from pysuper.control.paths import PROTOCOL
 
 MAX_REQUEST = 64 * 1024  # bytes in one request line
@@ -30,6 +28,7 @@ class RequestError(Exception):
 
 def encode(message: dict) -> bytes:
     """One line of the protocol. Text that came from bytes (surrogate escapes) goes back as those bytes."""
+    import json  # with the first request: an idle pysuper never loads it
     return (json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8", "surrogateescape")
 
 
@@ -77,6 +76,7 @@ def take_line(buffer: bytearray, eof: bool = False):
 def parse_request(line: bytes):
     """(id, command, args) of one request line; RequestError (with the id when known) otherwise."""
     try:
+        import json
         message = json.loads(line.decode("utf-8"))
     except RecursionError:
         raise RequestError("malformed request: nested too deeply") from None
@@ -102,6 +102,7 @@ def parse_request(line: bytes):
 
 def _show(value) -> str:
     try:
+        import json
         text = json.dumps(value)
     except (ValueError, RecursionError):
         text = "?"

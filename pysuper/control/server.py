@@ -11,12 +11,10 @@ import errno
 import functools
 import os
 
-from pysuper import metrics
 from pysuper.control import bind as binding
 from pysuper.control import protocol
 from pysuper.control.paths import resolve
 from pysuper.control.protocol import RequestError
-from pysuper.control.verbs import VERBS
 
 REQUEST_TIMEOUT = 10.0  # seconds a peer has to send a whole request
 MAX_PEERS = 256
@@ -73,7 +71,7 @@ class Server:
         self.gid = gid
         self.peers = set()
         self.exit_waiters = []  # requests that wait for pysuper to exit (shutdown)
-        self.metrics = metrics.Metrics(loop)
+        self._metrics = None
         self.own_uid = os.geteuid()
         info = os.stat(path)
         self._identity = (info.st_dev, info.st_ino)
@@ -83,6 +81,14 @@ class Server:
         self.closed = False
         loop.add_reader(self.fd, self._on_accept)
         supervisor.on_exit.append(self.close)
+
+    @property
+    def metrics(self):
+        """The CPU/memory sampler, made with the first `status` that asks for figures."""
+        if self._metrics is None:
+            from pysuper import metrics
+            self._metrics = metrics.Metrics(self.loop)
+        return self._metrics
 
     def log(self, text: str):
         self.supervisor.log("control: %s" % text)
@@ -279,6 +285,7 @@ class PeerConnection:
         rid = None
         try:
             rid, command, args = protocol.parse_request(line)
+            from pysuper.control.verbs import VERBS  # loaded with the first request, not at start-up
             verb = VERBS.get(command)
             if verb is None:
                 raise RequestError("unknown command %r; known commands: %s" % (command, ", ".join(sorted(VERBS))),

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from pysuper.control import bind, server
+from pysuper.control import verbs as verbs_module
 from pysuper.loop import Loop
 
 
@@ -50,7 +51,7 @@ def _talk(path, requests, answers, done):
 def serve(tmp_path, monkeypatch):
     def run(verbs, requests):
         for name, verb in verbs.items():
-            monkeypatch.setitem(server.VERBS, name, verb)
+            monkeypatch.setitem(verbs_module.VERBS, name, verb)
         loop = Loop()
         supervisor = StandIn()
         path = str(tmp_path / "ctl.sock")
@@ -60,7 +61,7 @@ def serve(tmp_path, monkeypatch):
             request.reply({})
             loop.call_soon(loop.stop)
 
-        monkeypatch.setitem(server.VERBS, "quit", quit_verb)
+        monkeypatch.setitem(verbs_module.VERBS, "quit", quit_verb)
         answers, done = [], threading.Event()
         client = threading.Thread(target=_talk, args=(path, requests, answers, done), daemon=True)
         client.start()
