@@ -219,3 +219,14 @@ def members(name: str, pid: Optional[int], table, marks) -> List[Tuple[int, int]
             found.setdefault(member, table[member][1])
     return [(member, start_time) for member, start_time in found.items()
             if member in table and table[member][3] != b"Z"]
+
+
+def strays(names) -> List[Tuple[int, int]]:
+    """[(pid, start_time)] of the live processes of programs `names` (by marker or cgroup) and of any
+    program whose marker they carry: what programs left behind, once none is running."""
+    table = process_table()
+    marks = marked(table)
+    found = {}
+    for name in set(names) | set(marks):
+        found.update(members(name, None, table, marks))
+    return list(found.items())

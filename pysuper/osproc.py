@@ -14,7 +14,7 @@ from typing import FrozenSet, List, NamedTuple, Optional, Tuple
 
 from pysuper.membership import (MARKER, cgroup_of_children, cgroup_pids, descendants,  # noqa: F401  (the seam)
                                  marked, marker, members, process_table, program_cgroup, read_stat,
-                                 remove_cgroups)
+                                 remove_cgroups, strays)
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38

@@ -36,8 +36,7 @@ FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWI
 IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
     "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGTRAP",
     "SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(signal, name)) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
-MEMBER_RECHECK = 0.05  # seconds until a stopping program's escaped members are looked for again; doubling
-MEMBER_RECHECK_MAX = 1.0
+MEMBER_RECHECK = 0.1  # seconds until a stopping program's escaped members are looked for again
 STRAY_GRACE = 1.0  # seconds strays get after SIGTERM when the budget is already spent (PID 1 only)
 
 
@@ -105,9 +104,8 @@ class Supervisor(Commands):
         self._waiters: List[tuple] = []
         self._settling: Dict[str, bool] = {}  # name -> was active, while a reload replaces it
         self._table = None  # see _process_table
-        self._marked = None  # see _marks
-        self._recheck_delay: Dict[str, float] = {}  # name -> seconds, while escaped members are awaited
-        self._recheck_pending = set()  # names with a recheck timer
+        self._marked = None  # see snapshot
+        self._recheck_pending = set()  # names of stopping programs whose escaped members are awaited
         self.reloader = None  # a pysuper.reload.Reloader, set by cli.run: SIGHUP and `ctl reload` use it
         self.on_exit: List[Callable[[], None]] = []  # called just before the loop stops
         self.only: Optional[FrozenSet[str]] = None  # `pysuper run NAME...`: what it starts (graph.select)
@@ -220,11 +218,12 @@ class Supervisor(Commands):
 
     def snapshot(self, program: Program):
         """The processes of the program besides its main one, in its process group or not."""
-        return self.osproc.members(program.name, program.pid, self._process_table(), self._marks())
+        if self._marked is None:  # the program markers of our descendants, once per loop round
+            self._marked = self.osproc.marked(self._process_table())
+        return self.osproc.members(program.name, program.pid, self._process_table(), self._marked)
 
     def signal_members(self, program: Program, snapshot, signum: int):
-        """signum to the processes of a snapshot that left the program's process group (setsid, double
-        forks); signal() has reached the others."""
+        """signum to the processes of a snapshot outside the program's group (signal() reached the rest)."""
         self.osproc.kill_snapshot(snapshot, signum, outside_group=program.pgid)
 
     def kill(self, program: Program, snapshot):
@@ -239,29 +238,19 @@ class Supervisor(Commands):
             self.loop.call_soon(self._forget_table)
         return self._table
 
-    def _marks(self):
-        """The program markers of our descendants (see osproc.marked), once per loop round."""
-        if self._marked is None:
-            self._marked = self.osproc.marked(self._process_table())
-        return self._marked
-
     def _forget_table(self):
         self._table = None
         self._marked = None
 
     def group_alive(self, program: Program) -> bool:
-        """Whether any process of the program is left: its process group, or a member that left it.
-        Members that are not our children end unseen: they are looked for again a little later."""
+        """Whether a process of the program is left (in its group or not); rechecked while there is."""
         if program.pgid is not None and self.osproc.group_alive(program.pgid):
             return True
         if not self.snapshot(program):
-            self._recheck_delay.pop(program.name, None)
             return False
         if program.name not in self._recheck_pending:
-            delay = min(MEMBER_RECHECK_MAX, self._recheck_delay.get(program.name, MEMBER_RECHECK / 2) * 2)
-            self._recheck_delay[program.name] = delay
             self._recheck_pending.add(program.name)
-            self.loop.call_later(delay, self._recheck, program)
+            self.loop.call_later(MEMBER_RECHECK, self._recheck, program)
         return True
 
     def _recheck(self, program: Program):
@@ -402,33 +391,20 @@ class Supervisor(Commands):
         """Every program is down. Ask strays to leave too (as PID 1 every process, otherwise the
         processes our programs left behind); then exit."""
         self._finishing = True
-        remaining = max(STRAY_GRACE, (self._deadline or self.now()) - self.now())
-        if self.pid1 and self.osproc.has_children():
+        strays = self.osproc.has_children() if self.pid1 else self.osproc.strays(self.programs)
+        if not strays:
+            self._finish()
+            return
+        if self.pid1:
             self.osproc.kill_all(signal.SIGTERM)
-            self.loop.call_later(remaining, self._strays_kill)
-            self._strays_check()
-            return
-        strays = [] if self.pid1 else self._strays()
-        if strays:
-            self.log("stopping %d process%s left behind by programs" % (len(strays), "" if len(strays) == 1
-                                                                          else "es"))
+        else:
+            self.log("stopping what programs left behind: %d process(es)" % len(strays))
             self.osproc.kill_snapshot(strays, signal.SIGTERM)
-            self.loop.call_later(remaining, self._strays_kill)
-            self._strays_check()
-            return
-        self._finish()
-
-    def _strays(self):
-        """Not PID 1: the live processes of our programs (by their marker or their cgroup)."""
-        table = self.osproc.process_table()
-        marks = self.osproc.marked(table)
-        found = {}
-        for name in set(self.programs) | set(marks):
-            found.update(self.osproc.members(name, None, table, marks))
-        return list(found.items())
+        self.loop.call_later(max(STRAY_GRACE, (self._deadline or self.now()) - self.now()), self._strays_kill)
+        self._strays_check()
 
     def _strays_check(self):
-        if not (self.osproc.has_children() if self.pid1 else self._strays()):
+        if not (self.osproc.has_children() if self.pid1 else self.osproc.strays(self.programs)):
             self._finish()
 
     def _strays_kill(self):
@@ -436,7 +412,7 @@ class Supervisor(Commands):
             if self.pid1:
                 self.osproc.kill_all(signal.SIGKILL)
             else:
-                self.osproc.kill_snapshot(self._strays(), signal.SIGKILL)
+                self.osproc.kill_snapshot(self.osproc.strays(self.programs), signal.SIGKILL)
             self.loop.call_later(STRAY_GRACE, self._finish)
 
     def _finish(self):

@@ -182,6 +182,9 @@ class FakeOS:
     def remove_cgroups(self):
         pass
 
+    def strays(self, names):
+        return []
+
     def has_children(self):
         return bool(self.processes)
 

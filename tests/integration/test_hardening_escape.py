@@ -135,7 +135,7 @@ def test_regression_processes_left_behind_by_a_finished_program_are_stopped_at_s
     assert len(pids) == 2 and all(alive(pid) for pid in pids)
     ps.signal(signal.SIGTERM)
     assert ps.wait() in (0, 1), ps.err.text()
-    ps.err.wait_for(r"stopping 2 processes left behind by programs")
+    ps.err.wait_for(r"stopping what programs left behind: 2 process\(es\)")
     assert [pid for pid in pids if alive(pid)] == []
 
 
