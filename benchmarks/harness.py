@@ -334,6 +334,22 @@ def sleeper_argv(announce_path, ignore_term=False):
     return ["/bin/sh", "-c", "%secho $$ >> %s; exec sleep 100000" % (trap, shlex.quote(announce_path))]
 
 
+def marked_by(pid):
+    """Processes that carry pysuper `pid`'s program marker (PYSUPER_PROGRAM=<pid>:<name>): its programs
+    and their children, also those it was starting when it was killed, which no tree walk finds."""
+    head = ("\0PYSUPER_PROGRAM=%d:" % pid).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/environ" % entry, "rb") as handle:
+                    if head in b"\0" + handle.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
 def kill_everything(proc, extra_pids=()):
     """SIGKILL a launched target and everything below it (programs run in their own sessions)."""
     pids = []
@@ -354,6 +370,11 @@ def kill_everything(proc, extra_pids=()):
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
+    for p in marked_by(proc.pid):  # started by pysuper after the walk above
+        try:
+            os.kill(p, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 # ---------------------------------------------------------------------------------------------------------
