@@ -13,9 +13,7 @@ PRINT_SIGNALS = ("import os, signal, sys\n"
                  "        try: signal.signal(s, lambda n, f: os.write(1, signal.Signals(n).name.encode() + b'\\n'))\n"
                  "        except (OSError, ValueError): pass\n"
                  "print('ready', flush=True)\n"
-                 "for line in iter(sys.stdin.readline, ''): pass\n"
-                 "import time\n"
-                 "while True: time.sleep(60)\n")
+                 "for line in iter(sys.stdin.readline, ''): pass\n")  # ends at EOF on stdin
 
 
 @pytest.mark.parametrize("command,code", [
@@ -58,7 +56,8 @@ def test_signals_are_forwarded():
             assert proc.stdout.readline() == signal.Signals(signum).name + "\n"
         proc.send_signal(signal.SIGTERM)
         assert proc.stdout.readline() == "SIGTERM\n"
-        proc.kill()
+        proc.stdin.close()  # the child ends at EOF, and pysuper with its code
+        assert proc.wait(10) == 0
     finally:
         proc.stdin.close()
         if proc.poll() is None:
