@@ -141,7 +141,7 @@ class Config(Record):
 # ---------------------------------------------------------------------------------------------
 # ${VAR} expansion
 
-_EXPANSION = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+EXPANSION = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 
 
 def _unset_message(name):
@@ -170,7 +170,7 @@ def _substitute(text: str, environ: Mapping[str, str], keep=(), unset=None, lite
         if name not in unset:
             unset.append(name)
         return match.group(0)
-    return _EXPANSION.sub(replace, text)
+    return EXPANSION.sub(replace, text)
 
 
 def expand(text: str, environ: Mapping[str, str]) -> str:
@@ -185,13 +185,13 @@ def expand_only(text: str, values: Mapping[str, str]) -> str:
         if name is None or name not in values:
             return match.group(0)
         return values[name] if values[name] or default is None else default
-    return _EXPANSION.sub(replace, text)
+    return EXPANSION.sub(replace, text)
 
 
 def variables(text: str) -> List[str]:
     """The ${NAME}s text uses, in order, each once ($$ is not one)."""
     names = []
-    for match in _EXPANSION.finditer(text):
+    for match in EXPANSION.finditer(text):
         if match.group(1) and match.group(1) not in names:
             names.append(match.group(1))
     return names

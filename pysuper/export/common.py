@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pysuper import signals
 
 # pysuper's expansion grammar (config.expand): $$, ${NAME}, ${NAME:-default}
-from pysuper.config import _EXPANSION as EXPANSION  # noqa: N811
+from pysuper.config import EXPANSION
 
 REPLICA_VARIABLE = "PYSUPER_REPLICA"
 LOCALHOST = re.compile(r"(?<![\w.-])(?:localhost|127(?:\.\d{1,3}){3}|\[::1\]|::1)(?![\w.-])")
