@@ -37,6 +37,10 @@ def _terminal():
     return None
 
 
+def _nothing(signum):
+    pass
+
+
 def run(argv) -> int:
     if not argv:
         sys.stderr.write("pysuper: usage: pysuper -- CMD [ARGS...]\n")
@@ -63,6 +67,10 @@ def run(argv) -> int:
         except (OSError, ValueError, RuntimeError):
             pass
     loop.add_signal_handler(signal.SIGCHLD, on_sigchld)
+    for signum in (signal.SIGTTIN, signal.SIGTTOU):
+        # Their default would stop pysuper (and with it reaping and forwarding). A handler that does
+        # nothing, not SIG_IGN, so the child still starts with the disposition pysuper inherited.
+        loop.add_signal_handler(signum, _nothing)
     if not osproc.become_reaper(os.getpid() == 1):
         sys.stderr.write("pysuper: warning: not PID 1 and cannot become a child subreaper; "
                          "orphans will not be reaped\n")

@@ -101,3 +101,23 @@ def test_terminal_gets_the_child_as_foreground(tmp_path):
     os.close(fd)
     assert b"FG" in output, output
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_regression_sigttin_and_sigttou_do_not_stop_single_mode():
+    """Not PID 1, SIGTTIN and SIGTTOU used to stop pysuper (no reaping, no forwarding until SIGCONT)."""
+    from conftest import proc_status
+    proc = subprocess.Popen(PYSUPER + ["--"] + py(PRINT_SIGNALS), env=pysuper_env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTTIN)
+        proc.send_signal(signal.SIGTTOU)
+        proc.send_signal(signal.SIGUSR1)  # forwarded only if pysuper is still running
+        assert proc.stdout.readline() == "SIGUSR1\n"
+        assert not proc_status(proc.pid, "State").startswith("T")
+        proc.stdin.close()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
