@@ -51,6 +51,7 @@ def pysuper_env(extra=None):
     # on the default path.
     env["PYSUPER_SOCKET"] = os.path.join(_socket_dir(), "ctl.sock")
     env["NO_COLOR"] = "1"
+    env.pop("PYTHONUNBUFFERED", None)  # programs under test flush what they print, as they must anywhere
     if extra:
         env.update(extra)
     return env
@@ -313,6 +314,16 @@ def stop_process(proc):
 def run_cli(args, cwd=None, env=None, timeout=DEADLINE, input=None):
     return subprocess.run(PYSUPER + list(args), cwd=cwd, env=pysuper_env(env), capture_output=True,
                           text=True, timeout=timeout, input=input)
+
+
+# `unshare --fork` of util-linux 2.36 (Debian bullseye) ignores SIGINT and SIGTERM before it forks, so
+# the new namespace's PID 1 would inherit them ignored, and pysuper (rightly) hands an inherited ignored
+# signal on to a single-mode child. This launcher gives both back their default and execs the command,
+# which keeps its pid (1): the PID-1 tests then start as a container's init does.
+DEFAULT_SIGNALS = [sys.executable, "-c", "import os, signal, sys\n"
+                   "for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_DFL)\n"
+                   "os.execvp(sys.argv[1], sys.argv[1:])"]
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"] + DEFAULT_SIGNALS
 
 
 def unshare_available():

@@ -204,7 +204,7 @@ def test_start_timeout_is_a_failed_start(pysuper):
 
 
 def test_replicas_get_their_own_index(pysuper):
-    code = ('import os, time; print(\\"replica\\", os.environ[\\"PYSUPER_REPLICA\\"], ${PYSUPER_REPLICA}); '
+    code = ('import os, time; print(\\"replica\\", os.environ[\\"PYSUPER_REPLICA\\"], ${PYSUPER_REPLICA}, flush=True); '
             'time.sleep(600)')
     ps = pysuper("""
     [programs.web]

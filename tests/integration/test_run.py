@@ -324,7 +324,7 @@ def test_regression_signals_that_would_stop_or_end_pysuper_are_ignored(run_confi
     ps.out.wait_for("ready")
     for signum in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTRAP, signal.SIGALRM,
                    signal.SIGVTALRM, signal.SIGPROF, signal.SIGXCPU, signal.SIGXFSZ, signal.SIGPIPE,
-                   signal.SIGIO, signal.SIGPWR, signal.SIGSTKFLT, signal.SIGRTMIN, signal.SIGRTMIN + 3,
+                   signal.SIGIO, signal.SIGPWR, getattr(signal, "SIGSTKFLT", 16), signal.SIGRTMIN, signal.SIGRTMIN + 3,
                    signal.SIGRTMAX):
         ps.signal(signum)
     ps.signal(signal.SIGUSR1)

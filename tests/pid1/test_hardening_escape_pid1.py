@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYSUPER, ROOT, Stream, children_of, pysuper_env, run_cli, unshare_available
+from conftest import PYSUPER, ROOT, UNSHARE, Stream, children_of, pysuper_env, run_cli, unshare_available
 
 pytestmark = pytest.mark.skipif(not unshare_available(),
                                 reason="unshare --pid --fork --mount-proc is not permitted here "
@@ -21,7 +21,6 @@ _spec = importlib.util.spec_from_file_location(
 escape = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(escape)
 
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 
 
 

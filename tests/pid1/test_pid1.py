@@ -7,13 +7,12 @@ import time
 
 import pytest
 
-from conftest import PYSUPER, children_of, pysuper_env, py, toml_list, unshare_available
+from conftest import PYSUPER, UNSHARE, children_of, pysuper_env, py, toml_list, unshare_available
 
 pytestmark = pytest.mark.skipif(not unshare_available(),
                                 reason="unshare --pid --fork --mount-proc is not permitted here "
                                        "(needs root or user namespaces)")
 
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 
 # Double-forks N orphans that exit at once, then counts zombies in /proc until none is left.
 ORPHANS = """
