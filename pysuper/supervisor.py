@@ -34,8 +34,10 @@ FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWI
 # restores them for programs); the faults a bug of our own raises (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
 # SIGABRT, SIGSYS) keep their default, or a real fault would repeat forever.
 IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
-    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGSTKFLT", "SIGTRAP",
-    "SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(signal, name)) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGIO", "SIGPWR", "SIGTRAP",
+    "SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(signal, name)) + (
+    getattr(signal, "SIGSTKFLT", 16),  # Linux's 16; Python < 3.11 has no name for it
+) + tuple(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
 MEMBER_RECHECK = 0.1  # seconds until a stopping program's escaped members are looked for again
 STRAY_GRACE = 1.0  # seconds strays get after SIGTERM when the budget is already spent (PID 1 only)
 
